@@ -1,0 +1,1 @@
+"""Compiled CPU kernels (Cython) and Triton GPU kernels; see svimg._dispatch."""

@@ -1,0 +1,26 @@
+"""svimg: video inverse problems solved with an image diffusion prior.
+
+The functional core works on numpy arrays, torch tensors and xarray DataArrays
+shaped (T, C, H, W) or (T, H, W), values in [0, 1]::
+
+    import svimg
+    from svimg.ops import TemporalPSF
+    y = svimg.forward_op(x, TemporalPSF(7))
+    x_hat = svimg.sample(y, op=TemporalPSF(7))
+"""
+
+__version__ = "0.1.0"
+
+from . import ops  # noqa: E402
+from ._api import adjoint_op, cg_solve, forward_op  # noqa: E402
+
+__all__ = ["__version__", "ops", "forward_op", "adjoint_op", "cg_solve", "sample"]
+
+
+def __getattr__(name):
+    # The sampler pulls in the prior machinery; load it on first use.
+    if name == "sample":
+        from .sampling import sample
+
+        return sample
+    raise AttributeError(f"module 'svimg' has no attribute {name!r}")

@@ -1,0 +1,49 @@
+"""Argument checks shared by the public API: one clear error per bad input."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = ["check_volume", "check_finite", "check_positive_int", "check_unit_interval"]
+
+
+def check_volume(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a non-empty, real, floating (T, C, H, W) tensor."""
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be a (T, C, H, W) volume, got a tensor of shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); every axis needs at least one element")
+    if x.is_complex() or not x.is_floating_point():
+        raise TypeError(f"{name} must be a real floating-point array (float16/32/64), got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Raise when ``x`` holds NaN or Inf, saying how many."""
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or Inf); clean or mask them first")
+    return x
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_unit_interval(value, name: str, *, open_low: bool = False) -> float:
+    """Return ``value`` as a float in [0, 1] (or (0, 1] with ``open_low``) or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    low_ok = value > 0 if open_low else value >= 0
+    if not (low_ok and value <= 1):
+        interval = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return float(value)

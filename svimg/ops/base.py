@@ -1,0 +1,154 @@
+"""The operator protocol and its algebra: composition, scaling, identity.
+
+Every operator maps a (T, C, H, W) tensor to a (T', C, H', W') tensor and knows
+its exact adjoint.  Composition follows the matrix convention: ``(A @ B) x =
+A (B x)``, so ``Downsample(4) @ TemporalPSF(7)`` blurs in time first.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+__all__ = ["LinearOperator", "Composed", "Scaled", "Identity"]
+
+Shape = tuple[int, int, int, int]
+
+
+class LinearOperator:
+    """A linear map A on (T, C, H, W) volumes with its exact adjoint A^T.
+
+    Subclasses implement ``forward`` and ``adjoint``; ``normal`` (A^T A) may be
+    overridden by a fused version.  Shapes: ``output_shape`` maps an input shape
+    to the measurement shape and ``input_shape`` goes back (raising when no
+    input shape produces that output).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """A^T A x."""
+        return self.adjoint(self.forward(x))
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def input_shape(self, output_shape: Shape) -> Shape:
+        return tuple(output_shape)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def __matmul__(self, other: "LinearOperator") -> "LinearOperator":
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return Composed(self, other)
+
+    def __mul__(self, scale) -> "LinearOperator":
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+            return NotImplemented
+        return Scaled(self, float(scale))
+
+    __rmul__ = __mul__
+
+    @property
+    def T(self) -> "LinearOperator":
+        """The adjoint as an operator of its own."""
+        return _Adjoint(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Identity(LinearOperator):
+    """I x = x."""
+
+    def forward(self, x):
+        return x
+
+    adjoint = forward
+    normal = forward
+
+
+class Composed(LinearOperator):
+    """(outer @ inner) x = outer(inner(x)); adjoint inner^T(outer^T(y))."""
+
+    def __init__(self, outer: LinearOperator, inner: LinearOperator):
+        self.outer, self.inner = outer, inner
+
+    def forward(self, x):
+        return self.outer.forward(self.inner.forward(x))
+
+    def adjoint(self, y):
+        return self.inner.adjoint(self.outer.adjoint(y))
+
+    def normal(self, x):
+        """inner^T (outer^T outer) inner x, using the outer operator's (possibly fused) normal."""
+        return self.inner.adjoint(self.outer.normal(self.inner.forward(x)))
+
+    def output_shape(self, input_shape):
+        return self.outer.output_shape(self.inner.output_shape(input_shape))
+
+    def input_shape(self, output_shape):
+        return self.inner.input_shape(self.outer.input_shape(output_shape))
+
+    def factors(self) -> list[LinearOperator]:
+        """The chain of operators, outermost first."""
+        left = self.outer.factors() if isinstance(self.outer, Composed) else [self.outer]
+        right = self.inner.factors() if isinstance(self.inner, Composed) else [self.inner]
+        return left + right
+
+    def __repr__(self):
+        return " @ ".join(repr(f) for f in self.factors())
+
+
+class Scaled(LinearOperator):
+    """(s A) x = s (A x); adjoint s A^T; normal s^2 A^T A."""
+
+    def __init__(self, op: LinearOperator, scale: float):
+        self.op, self.scale = op, float(scale)
+
+    def forward(self, x):
+        return self.scale * self.op.forward(x)
+
+    def adjoint(self, y):
+        return self.scale * self.op.adjoint(y)
+
+    def normal(self, x):
+        return (self.scale**2) * self.op.normal(x)
+
+    def output_shape(self, input_shape):
+        return self.op.output_shape(input_shape)
+
+    def input_shape(self, output_shape):
+        return self.op.input_shape(output_shape)
+
+    def __repr__(self):
+        return f"{self.scale:g} * {self.op!r}"
+
+
+class _Adjoint(LinearOperator):
+    """A^T viewed as an operator: forward is A^T, adjoint is A."""
+
+    def __init__(self, op: LinearOperator):
+        self.op = op
+
+    def forward(self, x):
+        return self.op.adjoint(x)
+
+    def adjoint(self, y):
+        return self.op.forward(y)
+
+    def output_shape(self, input_shape):
+        return self.op.input_shape(input_shape)
+
+    def input_shape(self, output_shape):
+        return self.op.output_shape(output_shape)
+
+    def __repr__(self):
+        return f"{self.op!r}.T"

@@ -1,0 +1,168 @@
+"""Spatial degradations applied to every frame and channel alike.
+
+``GaussianBlur``  2-D convolution with a normalised Gaussian, zero boundary
+                  (a symmetric kernel with zero padding is self-adjoint).
+``Downsample``    f x f average pooling; its adjoint replicates each value over
+                  its f x f block and divides by f^2.
+``Mask``          pointwise product with a fixed 0/1 (or weighted) (H, W) mask,
+                  the same for every frame and channel; self-adjoint.
+``RandomMask``    a ``Mask`` keeping a fraction ``ratio`` of pixels, drawn from ``seed``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validate import check_positive_int, check_unit_interval
+from .base import LinearOperator
+
+__all__ = ["GaussianBlur", "Downsample", "Mask", "RandomMask"]
+
+
+def _per_frame(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(T, C, H, W) -> (T*C, 1, H, W) so one 2-D kernel treats every frame and channel alike."""
+    T, C = x.shape[:2]
+    return x.reshape(T * C, 1, *x.shape[2:]), (T, C)
+
+
+class GaussianBlur(LinearOperator):
+    """y = g * x per frame and channel, g[i, j] ∝ exp(-(i^2 + j^2) / (2 sigma^2)), size x size, sum 1."""
+
+    def __init__(self, size: int = 13, sigma: float = 2.0):
+        self.size = check_positive_int(size, "size")
+        if self.size % 2 == 0:
+            raise ValueError(f"size must be odd so the blur is centred, got {size}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+        self.sigma = float(sigma)
+        r = np.arange(self.size) - self.size // 2
+        g1 = np.exp(-0.5 * (r / self.sigma) ** 2)
+        g = np.outer(g1, g1)
+        self.kernel = g / g.sum()
+        self.kernel.setflags(write=False)
+
+    def _weight(self, x):
+        return torch.as_tensor(self.kernel, dtype=x.dtype, device=x.device)[None, None]
+
+    def forward(self, x):
+        flat, (T, C) = _per_frame(x)
+        out = F.conv2d(flat, self._weight(x), padding=self.size // 2)
+        return out.reshape(x.shape)
+
+    def adjoint(self, y):
+        flat, _ = _per_frame(y)
+        out = F.conv_transpose2d(flat, self._weight(y), padding=self.size // 2)
+        return out.reshape(y.shape)
+
+    def __repr__(self):
+        return f"GaussianBlur(size={self.size}, sigma={self.sigma:g})"
+
+
+class Downsample(LinearOperator):
+    """f x f average pooling: y[i, j] = mean of x over block (i, j); H and W must divide by f."""
+
+    def __init__(self, factor: int = 4):
+        self.factor = check_positive_int(factor, "factor")
+
+    def output_shape(self, input_shape):
+        T, C, H, W = input_shape
+        f = self.factor
+        if H % f or W % f:
+            raise ValueError(
+                f"Downsample(factor={f}) needs height and width divisible by {f}, got {H}x{W}; "
+                f"crop or pad to {H - H % f}x{W - W % f} or {H + (-H) % f}x{W + (-W) % f}"
+            )
+        return (T, C, H // f, W // f)
+
+    def input_shape(self, output_shape):
+        T, C, h, w = output_shape
+        return (T, C, h * self.factor, w * self.factor)
+
+    def forward(self, x):
+        return F.avg_pool2d(_per_frame(x)[0], self.factor).reshape(self.output_shape(tuple(x.shape)))
+
+    def adjoint(self, y):
+        f = self.factor
+        up = y.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        return up / (f * f)
+
+    def normal(self, x):
+        """A^T A x: each block replaced by its mean / f^2."""
+        return self.adjoint(self.forward(x))
+
+    def __repr__(self):
+        return f"Downsample({self.factor})"
+
+
+class Mask(LinearOperator):
+    """y = m ⊙ x with a fixed (H, W) mask broadcast over t and c; self-adjoint, A^T A = m^2 ⊙ x."""
+
+    def __init__(self, mask):
+        m = mask.detach().to("cpu", torch.float64) if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float64))
+        if m.ndim != 2:
+            raise ValueError(f"mask must be a 2-D (H, W) array, got shape {tuple(m.shape)}")
+        if m.numel() == 0:
+            raise ValueError("mask is empty")
+        if not torch.isfinite(m).all():
+            raise ValueError("mask contains NaN or Inf")
+        self.mask = m
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape[-2:]) != tuple(self.mask.shape):
+            raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit frames of size {tuple(input_shape[-2:])}")
+        return tuple(input_shape)
+
+    def _m(self, x):
+        self.output_shape(tuple(x.shape))
+        return self.mask.to(device=x.device, dtype=x.dtype)
+
+    def forward(self, x):
+        return x * self._m(x)
+
+    adjoint = forward
+
+    def normal(self, x):
+        m = self._m(x)
+        return x * (m * m)
+
+    def __repr__(self):
+        H, W = self.mask.shape
+        return f"Mask({H}x{W}, kept={float((self.mask != 0).double().mean()):.3f})"
+
+
+class RandomMask(Mask):
+    """A mask keeping a fraction ``ratio`` in (0, 1] of the pixels, the same in every frame and channel.
+
+    The mask of an (H, W) frame is a pure function of (H, W, ratio, seed):
+    ``numpy.random.default_rng(seed)`` chooses exactly ``round(ratio * H * W)``
+    pixels to keep, so the same operator gives the same mask on every call.
+    """
+
+    def __init__(self, ratio: float = 0.5, seed: int = 0):
+        self.ratio = check_unit_interval(ratio, "ratio", open_low=True)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
+
+    def mask_for(self, H: int, W: int) -> torch.Tensor:
+        """The (H, W) float64 0/1 mask used on frames of that size."""
+        return _random_mask(H, W, self.ratio, self.seed)
+
+    def _m(self, x):
+        return self.mask_for(*x.shape[-2:]).to(device=x.device, dtype=x.dtype)
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def __repr__(self):
+        return f"RandomMask(ratio={self.ratio:g}, seed={self.seed})"
+
+
+@functools.lru_cache(maxsize=16)
+def _random_mask(H: int, W: int, ratio: float, seed: int) -> torch.Tensor:
+    keep = np.zeros(H * W)
+    keep[np.random.default_rng(seed).permutation(H * W)[: int(round(ratio * H * W))]] = 1.0
+    return torch.from_numpy(keep.reshape(H, W))
