@@ -1,0 +1,388 @@
+"""napari widgets: Degrade, Restore and Compare, thin front-ends over svimg's Python API.
+
+* Degrade: ``svimg.forward_op`` with a temporal PSF and an optional spatial degradation.
+* Restore: ``svimg.sample`` in a napari thread worker: one activity-dock
+  progress tick per network evaluation, a live view of the running x0
+  estimate, and a Cancel that stops within one step (the sampler's callback
+  raises) and leaves no partial layer.
+* Compare: ``svimg.metrics`` PSNR / SSIM per frame (plotted) and temporal consistency.
+
+Layer data goes to and from svimg through :mod:`svimg.napari._layers` only.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.layers import Image, Layer
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from svimg.ops import BOUNDARIES
+
+from ._layers import AXIS_LABELS, layer_to_video, tcyx_to_layer_data, video_to_layer
+from ._operator import DEFAULTS, SPATIAL, TEMPORAL, build_operator, degrade, settings_from_metadata
+
+__all__ = ["OperatorControls", "DegradeWidget", "RestoreWidget", "CompareWidget"]
+
+SEED_MAX = 2**31 - 1  # Qt spin boxes hold 32-bit ints
+
+
+def _layer_video(layer: Image | None, what: str):
+    """The selected layer as an svimg (t, c, y, x) DataArray, or ValueError when none is selected."""
+    if layer is None:
+        raise ValueError(f"{what}: no image layer selected; open or add a (t, y, x) or RGB (t, y, x, 3) stack first")
+    return layer_to_video(layer.data, rgb=layer.rgb, metadata=layer.metadata, name=layer.name)
+
+
+def _add(viewer: napari.Viewer, layer_data: tuple) -> Layer:
+    layer = Layer.create(*layer_data)
+    viewer.add_layer(layer)
+    return layer
+
+
+def _report(func):
+    """Button handler: run ``func``; a ValueError/TypeError (bad input) becomes a napari error notification."""
+
+    def handler(*_):
+        try:
+            func()
+        except (ValueError, TypeError) as err:
+            show_error(str(err))
+
+    return handler
+
+
+class OperatorControls(Container):
+    """Degradation settings: temporal PSF (uniform width or Gaussian sigma, boundary), then an optional spatial one.
+
+    ``settings()`` returns the plain dict of :mod:`svimg.napari._operator`,
+    ``operator()`` the svimg operator, ``apply(settings)`` sets the widgets.
+    Only the parameters of the chosen kinds are shown.
+    """
+
+    def __init__(self):
+        self._fields = {
+            "temporal": ComboBox(choices=TEMPORAL, label="temporal PSF"),
+            "width": SpinBox(min=1, max=255, label="width (frames)"),
+            "sigma": FloatSpinBox(min=0.1, max=50.0, step=0.1, label="sigma (frames)"),
+            "boundary": ComboBox(choices=BOUNDARIES, label="boundary"),
+            "spatial": ComboBox(choices=SPATIAL, label="spatial"),
+            "blur_size": SpinBox(min=1, max=99, step=2, label="blur size (px, odd)"),
+            "blur_sigma": FloatSpinBox(min=0.1, max=50.0, step=0.1, label="blur sigma (px)"),
+            "factor": SpinBox(min=1, max=32, label="pooling factor"),
+            "ratio": FloatSpinBox(min=0.01, max=1.0, step=0.05, label="pixels kept"),
+            "mask_seed": SpinBox(min=0, max=SEED_MAX, label="mask seed"),
+        }
+        super().__init__(widgets=list(self._fields.values()), labels=True)
+        self.apply(DEFAULTS)
+        self._fields["temporal"].changed.connect(self._show_relevant)
+        self._fields["spatial"].changed.connect(self._show_relevant)
+
+    def _show_relevant(self, *_):
+        temporal, spatial = self._fields["temporal"].value, self._fields["spatial"].value
+        shown = {
+            "width": temporal == "uniform",
+            "sigma": temporal == "gaussian",
+            "boundary": temporal != "none",
+            "blur_size": spatial == "blur",
+            "blur_sigma": spatial == "blur",
+            "factor": spatial == "downsample",
+            "ratio": spatial == "mask",
+            "mask_seed": spatial == "mask",
+        }
+        for key, visible in shown.items():
+            self._fields[key].visible = visible
+
+    def settings(self) -> dict:
+        return {key: widget.value for key, widget in self._fields.items()}
+
+    def apply(self, settings: dict) -> None:
+        for key, value in {**DEFAULTS, **settings}.items():
+            self._fields[key].value = value
+        self._show_relevant()
+
+    def operator(self):
+        return build_operator(self.settings())
+
+
+class DegradeWidget(Container):
+    """Degrade the selected stack with ``svimg.forward_op`` and add the result as a new layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        self._viewer = napari_viewer
+        self._image = create_widget(annotation=Image, label="input")
+        self.controls = OperatorControls()
+        self._button = PushButton(text="Degrade")
+        super().__init__(widgets=[self._image, self.controls, self._button])
+        self._button.clicked.connect(_report(self.run))
+
+    def run(self) -> Layer:
+        """Degrade the selected layer; returns the new layer."""
+        layer = self._image.value
+        video = _layer_video(layer, "input")
+        return _add(self._viewer, degrade(video, self.controls.settings(), layer.name))
+
+
+class _Cancelled(Exception):
+    """Raised from the sampler callback once Cancel was pressed."""
+
+
+class _StepRelay(QObject):
+    """Carries (step, preview or None) from the worker thread to the GUI thread (a queued Qt connection)."""
+
+    step = Signal(int, object)
+
+
+def _restore(video, op, prior_spec: str, params: dict, callback, cancel: threading.Event):
+    """Worker body: load the prior and run ``svimg.sample``; None when cancelled."""
+    import svimg
+    from svimg import priors
+
+    prior = priors.load(prior_spec)
+    if cancel.is_set():
+        return None
+    try:
+        return svimg.sample(video, op, prior, progress=False, callback=callback, **params)
+    except _Cancelled:
+        return None
+
+
+def _devices() -> list[str]:
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+PRIORS = [("bundled", "bundled"), ("ADM checkpoint file", "adm"), ("diffusers model folder", "diffusers")]
+NOISE_MODES = ("batch", "initial", "independent")
+
+
+class RestoreWidget(Container):
+    """Restore the selected stack with ``svimg.sample`` in a background thread.
+
+    The operator controls are preset from the input layer's metadata when the
+    layer was made by Degrade or the sample data.  While running: one progress
+    tick per NFE in the activity dock, the x0 estimate every ``preview every``
+    steps in a temporary layer, and Cancel.  The result is added as a layer
+    named after the parameters; a cancelled or failed run adds nothing.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        self._viewer = napari_viewer
+        self._image = create_widget(annotation=Image, label="input")
+        self.controls = OperatorControls()
+        devices = _devices()
+        self._prior = ComboBox(choices=PRIORS, label="prior")
+        self._checkpoint = FileEdit(mode="r", nullable=True, label="checkpoint", visible=False)
+        self._nfe = SpinBox(value=20, min=1, max=1000, label="NFE")
+        self._eta = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="eta")
+        self._cg_iters = SpinBox(value=5, min=0, max=200, label="CG iterations")
+        self._noise = ComboBox(choices=NOISE_MODES, value="batch", label="noise")
+        self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
+        self._device = ComboBox(choices=devices, value=devices[-1] if "cuda" in devices else "cpu", label="device")
+        self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
+        self._run_button = PushButton(text="Restore")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        super().__init__(
+            widgets=[
+                self._image, self.controls, self._prior, self._checkpoint, self._nfe, self._eta, self._cg_iters,
+                self._noise, self._seed, self._device, self._preview_every, self._run_button, self._cancel_button,
+                self._status,
+            ]
+        )
+        self._image.changed.connect(self._preset_operator)
+        self._prior.changed.connect(self._prior_kind_changed)
+        self._run_button.clicked.connect(_report(self.run))
+        self._cancel_button.clicked.connect(self.cancel)
+        self.worker = None
+        self._cancel = threading.Event()
+        self._pbar = None
+        self._preview_layer = None
+        self._relay = _StepRelay()
+        self._relay.step.connect(self._on_step)
+
+    # -- settings -----------------------------------------------------------------
+    def _preset_operator(self, layer):
+        settings = settings_from_metadata(layer.metadata) if layer is not None else None
+        if settings is not None:
+            self.controls.apply(settings)
+
+    def _prior_kind_changed(self, kind):
+        self._checkpoint.visible = kind != "bundled"
+        self._checkpoint.mode = "d" if kind == "diffusers" else "r"
+
+    def prior_spec(self) -> str:
+        """The :func:`svimg.priors.load` spec: "bundled", "adm:PATH" or "diffusers:PATH"."""
+        kind = self._prior.value
+        if kind == "bundled":
+            return kind
+        if self._checkpoint.value is None:
+            raise ValueError(f"prior: choose the {dict((v, k) for k, v in PRIORS)[kind]} to load")
+        return f"{kind}:{self._checkpoint.value}"
+
+    def sample_parameters(self) -> dict:
+        """Keyword arguments for ``svimg.sample`` from the widgets."""
+        return {
+            "nfe": self._nfe.value,
+            "eta": self._eta.value,
+            "cg_iters": self._cg_iters.value,
+            "noise": self._noise.value,
+            "seed": self._seed.value,
+            "device": self._device.value,
+        }
+
+    # -- running ------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self):
+        """Start restoring the selected layer in a thread worker; returns the worker."""
+        if self.running:
+            raise ValueError("a restore is already running; cancel it or wait for it to finish")
+        layer = self._image.value
+        video = _layer_video(layer, "input")
+        op = self.controls.operator()
+        spec = self.prior_spec()
+        params = self.sample_parameters()
+        p = params
+        name = f"{layer.name} restored (nfe={p['nfe']}, eta={p['eta']:g}, cg={p['cg_iters']}, {p['noise']}, seed={p['seed']})"
+        every, nfe, relay = self._preview_every.value, p["nfe"], self._relay
+        self._cancel = cancel = threading.Event()
+
+        def callback(step, t, x0_hat):  # runs in the worker thread
+            if cancel.is_set():
+                raise _Cancelled
+            preview = None
+            if every and (step + 1) % every == 0 and step + 1 < nfe:
+                preview = x0_hat.detach().to("cpu", copy=True).float().clamp_(0, 1).numpy()
+            relay.step.emit(step, preview)
+
+        self._preview_name = f"{layer.name} [restoring]"
+        self._pbar = progress(total=nfe, desc=f"svimg restore {layer.name}")
+        self.worker = create_worker(_restore, video, op, spec, params, callback, cancel, _start_thread=False)
+        self.worker.returned.connect(lambda result: self._on_returned(result, name, spec))
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self._run_button.enabled, self._cancel_button.enabled = False, True
+        self._status.value = f"restoring {layer.name}: loading the prior"
+        self.worker.start()
+        return self.worker
+
+    def cancel(self, *_):
+        """Stop the running restore after the current step; no layer is added."""
+        if self.running:
+            self._cancel.set()
+            self.worker.quit()
+            self._cancel_button.enabled = False
+            self._status.value = "cancelling"
+
+    def _on_step(self, step: int, preview):
+        if self._pbar is None:
+            return
+        self._pbar.update(1)
+        self._status.value = f"step {self._pbar.n} / {self._pbar.total}"
+        if preview is None or self._cancel.is_set():
+            return
+        data, rgb = tcyx_to_layer_data(preview)
+        if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
+            self._preview_layer.data = data
+        else:
+            self._preview_layer = self._viewer.add_image(
+                data, name=self._preview_name, rgb=rgb, contrast_limits=(0.0, 1.0), axis_labels=AXIS_LABELS
+            )
+
+    def _on_returned(self, result, name: str, spec: str):
+        if result is None:
+            self._status.value = "cancelled"
+            return
+        _add(self._viewer, video_to_layer(result, name=name, metadata={"svimg_prior": spec}))
+        self._status.value = f"done: {name}"
+
+    def _on_errored(self, err: Exception):
+        self._status.value = f"failed: {err}"
+        show_error(f"svimg restore failed: {err}")
+
+    def _on_finished(self):
+        if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
+            self._viewer.layers.remove(self._preview_layer)
+        self._preview_layer = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self._run_button.enabled, self._cancel_button.enabled = True, False
+
+
+class CompareWidget(Container):
+    """PSNR, SSIM (per frame, plotted) and temporal consistency of a layer against a reference layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self._viewer = napari_viewer
+        self._image = create_widget(annotation=Image, label="layer")
+        self._reference = create_widget(annotation=Image, label="reference")
+        self._button = PushButton(text="Compare")
+        self._numbers = Label(value="")
+        super().__init__(widgets=[self._image, self._reference, self._button, self._numbers])
+        self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(240)
+        self.native.layout().addWidget(self.canvas)
+        self._button.clicked.connect(_report(self.run))
+
+    def run(self) -> dict:
+        """Compute and show the metrics; returns {"psnr": per-frame array, "ssim": ..., "temporal_consistency": ...}."""
+        from svimg import metrics
+
+        x = _layer_video(self._image.value, "layer")
+        ref = _layer_video(self._reference.value, "reference")
+        if x.shape != ref.shape:
+            raise ValueError(f"layer has shape {x.shape} (t, c, y, x) but reference has {ref.shape}; they must match")
+        result = {
+            "psnr": np.atleast_1d(np.asarray(metrics.psnr(x, ref, per_frame=True), dtype=float)),
+            "ssim": np.atleast_1d(np.asarray(metrics.ssim(x, ref, per_frame=True), dtype=float)),
+            "temporal_consistency": float(metrics.temporal_consistency(x, ref)),
+        }
+        self._show(result)
+        return result
+
+    def _show(self, result: dict):
+        psnr, ssim, tc = result["psnr"], result["ssim"], result["temporal_consistency"]
+        self._numbers.value = (
+            f"PSNR {psnr.mean():.2f} dB   SSIM {ssim.mean():.4f}   temporal consistency {tc:.4g}\n"
+            f"(mean over {psnr.size} frames)"
+        )
+        self.figure.clear()
+        ax_p, ax_s = self.figure.subplots(2, 1, sharex=True)
+        frames = np.arange(psnr.size)
+        ax_p.plot(frames, psnr, "o-", ms=3)
+        ax_p.set_ylabel("PSNR (dB)")
+        ax_s.plot(frames, ssim, "o-", ms=3, color="C1")
+        ax_s.set_ylabel("SSIM")
+        ax_s.set_xlabel("frame t")
+        self.canvas.draw_idle()
+        show_info(self._numbers.value.splitlines()[0])
