@@ -148,29 +148,21 @@ class _StepRelay(QObject):
     step = Signal(int, object)
 
 
-def _restore(video, op, prior_spec: str, params: dict, callback, cancel: threading.Event):
-    """Worker body: load the prior and run ``svimg.sample``; None when cancelled."""
+def _restore(video, op, prior_spec: str, params: dict, callback):
+    """Worker body: ``svimg.sample`` (which loads the prior from its spec); None when cancelled."""
     import svimg
-    from svimg import priors
 
-    prior = priors.load(prior_spec)
-    if cancel.is_set():
-        return None
     try:
-        return svimg.sample(video, op, prior, progress=False, callback=callback, **params)
+        return svimg.sample(video, op, prior_spec, progress=False, callback=callback, **params)
     except _Cancelled:
         return None
 
 
 def _devices() -> list[str]:
+    """The devices ``svimg.sample`` can use here."""
     import torch
 
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
 PRIORS = [("bundled", "bundled"), ("ADM checkpoint file", "adm"), ("diffusers model folder", "diffusers")]
@@ -199,7 +191,7 @@ class RestoreWidget(Container):
         self._cg_iters = SpinBox(value=5, min=0, max=200, label="CG iterations")
         self._noise = ComboBox(choices=NOISE_MODES, value="batch", label="noise")
         self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
-        self._device = ComboBox(choices=devices, value=devices[-1] if "cuda" in devices else "cpu", label="device")
+        self._device = ComboBox(choices=devices, value=devices[-1], label="device")
         self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
         self._run_button = PushButton(text="Restore")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
@@ -216,6 +208,7 @@ class RestoreWidget(Container):
         self._run_button.clicked.connect(_report(self.run))
         self._cancel_button.clicked.connect(self.cancel)
         self.worker = None
+        self.steps_done = 0  # progress ticks of the current (or last) run
         self._cancel = threading.Event()
         self._pbar = None
         self._preview_layer = None
@@ -265,8 +258,7 @@ class RestoreWidget(Container):
         video = _layer_video(layer, "input")
         op = self.controls.operator()
         spec = self.prior_spec()
-        params = self.sample_parameters()
-        p = params
+        p = params = self.sample_parameters()
         name = f"{layer.name} restored (nfe={p['nfe']}, eta={p['eta']:g}, cg={p['cg_iters']}, {p['noise']}, seed={p['seed']})"
         every, nfe, relay = self._preview_every.value, p["nfe"], self._relay
         self._cancel = cancel = threading.Event()
@@ -280,8 +272,9 @@ class RestoreWidget(Container):
             relay.step.emit(step, preview)
 
         self._preview_name = f"{layer.name} [restoring]"
+        self.steps_done = 0
         self._pbar = progress(total=nfe, desc=f"svimg restore {layer.name}")
-        self.worker = create_worker(_restore, video, op, spec, params, callback, cancel, _start_thread=False)
+        self.worker = create_worker(_restore, video, op, spec, params, callback, _start_thread=False)
         self.worker.returned.connect(lambda result: self._on_returned(result, name, spec))
         self.worker.errored.connect(self._on_errored)
         self.worker.finished.connect(self._on_finished)
@@ -299,23 +292,23 @@ class RestoreWidget(Container):
             self._status.value = "cancelling"
 
     def _on_step(self, step: int, preview):
-        if self._pbar is None:
+        if self._pbar is None or self._cancel.is_set():
             return
+        self.steps_done += 1
+        self._status.value = f"step {self.steps_done} / {self._pbar.total}"
+        if preview is not None:
+            data, rgb = tcyx_to_layer_data(preview)
+            if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
+                self._preview_layer.data = data
+            else:
+                self._preview_layer = self._viewer.add_image(
+                    data, name=self._preview_name, rgb=rgb, contrast_limits=(0.0, 1.0), axis_labels=AXIS_LABELS
+                )
+        # Last: napari's progress bar processes pending events, which may already finish the run.
         self._pbar.update(1)
-        self._status.value = f"step {self._pbar.n} / {self._pbar.total}"
-        if preview is None or self._cancel.is_set():
-            return
-        data, rgb = tcyx_to_layer_data(preview)
-        if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
-            self._preview_layer.data = data
-        else:
-            self._preview_layer = self._viewer.add_image(
-                data, name=self._preview_name, rgb=rgb, contrast_limits=(0.0, 1.0), axis_labels=AXIS_LABELS
-            )
 
     def _on_returned(self, result, name: str, spec: str):
-        if result is None:
-            self._status.value = "cancelled"
+        if result is None:  # cancelled (the worker suppresses `returned` after quit(), unless it finished first)
             return
         _add(self._viewer, video_to_layer(result, name=name, metadata={"svimg_prior": spec}))
         self._status.value = f"done: {name}"
@@ -331,6 +324,8 @@ class RestoreWidget(Container):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        if self._cancel.is_set():
+            self._status.value = "cancelled"
         self.worker = None
         self._run_button.enabled, self._cancel_button.enabled = True, False
 

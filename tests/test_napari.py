@@ -1,0 +1,340 @@
+"""The napari plugin: manifest, reader, writer, sample data and the Degrade / Restore / Compare widgets.
+
+Headless: run under Xvfb (``xvfb-run -a pytest tests/test_napari.py``); napari
+needs OpenGL, which Qt's offscreen platform lacks.  Skipped without napari or
+without a display.  The plugin is registered from its manifest file through
+npe2's test plugin manager, so the tests see exactly this plugin.
+"""
+
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+npe2 = pytest.importorskip("npe2")
+pytest.importorskip("pytestqt")
+
+import svimg  # noqa: E402
+import svimg.io  # noqa: E402
+from svimg.napari._layers import layer_to_video, video_to_layer  # noqa: E402
+from svimg.napari._operator import METADATA_KEY, build_operator  # noqa: E402
+
+pytestmark = pytest.mark.napari
+
+needs_display = pytest.mark.skipif(
+    sys.platform.startswith("linux") and not os.environ.get("DISPLAY"),
+    reason="napari needs an X display with OpenGL: run under xvfb-run",
+)
+
+T, H, W = 4, 16, 16
+
+
+@pytest.fixture
+def manifest_file():
+    with importlib.resources.as_file(importlib.resources.files("svimg.napari") / "napari.yaml") as path:
+        yield str(path)
+
+
+@pytest.fixture
+def plugin(npe2pm, manifest_file):
+    """npe2's isolated plugin manager with only svimg registered, from its manifest file."""
+    with npe2pm.tmp_plugin(manifest=manifest_file):
+        yield npe2pm
+
+
+def _video(rgb: bool):
+    """A smooth (t, c, y, x) DataArray in [0, 1]: a drifting colour gradient (video codecs keep it well)."""
+    import xarray as xr
+
+    t, c, y, x = np.meshgrid(np.arange(T), np.arange(3 if rgb else 1), np.arange(H), np.arange(W), indexing="ij")
+    values = 0.5 + 0.4 * np.sin(2 * np.pi * (x + 2 * y + 3 * t) / (4 * W) + c)
+    return xr.DataArray(values.astype(np.float32), dims=("t", "c", "y", "x"))
+
+
+# -- manifest -----------------------------------------------------------------------------------------
+
+
+def test_manifest_validates_and_imports(manifest_file):
+    from npe2 import PluginManifest
+
+    mf = PluginManifest.from_file(manifest_file)  # schema validation
+    mf.validate_imports()  # every python_name resolves to a callable
+    assert mf.name == "svimg"
+    contrib = mf.contributions
+    assert {w.display_name for w in contrib.widgets} == {"Degrade", "Restore", "Compare"}
+    assert {s.key for s in contrib.sample_data} == {"degraded_clip", "cells"}
+    assert contrib.writers[0].filename_extensions == [".zarr"]
+    ep = [e for e in importlib.metadata.entry_points(group="napari.manifest") if e.name == "svimg"]
+    assert [e.value for e in ep] == ["svimg.napari:napari.yaml"]
+
+
+def test_manifest_found_through_distribution():
+    """What napari does at start-up; meson-python's editable loader hides package folders from npe2."""
+    import importlib.util
+
+    from npe2 import PluginManifest
+
+    locations = importlib.util.find_spec("svimg.napari").submodule_search_locations or []
+    if not any(os.path.isdir(p) for p in locations):
+        pytest.skip("editable (meson-python) install: npe2 cannot locate package data; covered by a regular install")
+    assert PluginManifest.from_distribution("svimg").name == "svimg"
+
+
+# -- the layer <-> video helper ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_layer_video_round_trip(rgb):
+    video = _video(rgb)
+    data, kwargs, kind = video_to_layer(video.assign_attrs(svimg_operation="test"), name="v")
+    assert kind == "image" and kwargs["rgb"] is rgb and kwargs["axis_labels"] == ("t", "y", "x")
+    assert data.shape == ((T, H, W, 3) if rgb else (T, H, W))
+    assert kwargs["metadata"]["svimg_operation"] == "test"
+    back = layer_to_video(data, rgb=rgb, metadata=kwargs["metadata"], name="v")
+    np.testing.assert_array_equal(back.values, video.values)
+    assert back.attrs["svimg_operation"] == "test"
+
+
+def test_layer_to_video_scales_integers_and_rejects_bad_shapes():
+    data = np.full((T, H, W, 3), 255, np.uint8)
+    assert float(layer_to_video(data, rgb=True).max()) == 1.0
+    with pytest.raises(ValueError, match=r"\(t, y, x, 3\)"):
+        layer_to_video(np.zeros((T, H, W, 4), np.float32), rgb=True)
+    with pytest.raises(ValueError, match=r"\(t, y, x\) stack"):
+        layer_to_video(np.zeros((H, W), np.float32), rgb=False, name="flat")
+
+
+def test_build_operator_composes_temporal_first():
+    op = build_operator({"temporal": "gaussian", "sigma": 1.0, "spatial": "downsample", "factor": 2})
+    assert op.output_shape((T, 1, H, W)) == (T, 1, H // 2, W // 2)
+    x = np.random.default_rng(1).random((T, 1, H, W)).astype(np.float32)
+    expected = svimg.forward_op(svimg.forward_op(x, svimg.ops.TemporalPSF.gaussian(1.0)), svimg.ops.Downsample(2))
+    np.testing.assert_allclose(svimg.forward_op(x, op), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="both 'none'"):
+        build_operator({"temporal": "none", "spatial": "none"})
+    with pytest.raises(ValueError, match="unknown key"):
+        build_operator({"widht": 3})
+
+
+# -- reader and writer (npe2, no viewer) ---------------------------------------------------------------
+
+
+def _write_file(kind: str, tmp_path, rgb: bool):
+    """Write a test video of ``kind``; returns (path, the (t, c, y, x) array it should read back as, atol or None)."""
+    video = _video(rgb)
+    u8 = np.round(video.values * 255).astype(np.uint8)  # file formats store 8 bits
+    hwc = u8.transpose(0, 2, 3, 1) if rgb else u8[:, 0]
+    if kind == "zarr":
+        path = tmp_path / "clip.zarr"
+        svimg.io.save(svimg.forward_op(video, svimg.ops.TemporalPSF(3)), path)
+        return path, svimg.forward_op(video, svimg.ops.TemporalPSF(3)).values, 1e-6
+    if kind == "tif":
+        import tifffile
+
+        path = tmp_path / "clip.tif"
+        tifffile.imwrite(path, hwc, photometric="rgb" if rgb else "minisblack")
+        return path, u8 / 255.0, 1e-6
+    import imageio.v3 as iio
+
+    path = tmp_path / f"clip.{kind}"
+    if kind == "gif":
+        iio.imwrite(path, hwc, loop=0, duration=100)
+        return path, u8 / 255.0, 1e-6
+    _write_mp4(path, hwc)
+    return path, u8 / 255.0, None  # lossy codec: compared on average
+
+
+def _write_mp4(path, frames):
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(str(path), format="ffmpeg", fps=8, quality=10, macro_block_size=16) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+
+
+@pytest.mark.parametrize(
+    "kind, rgb", [("zarr", True), ("zarr", False), ("tif", False), ("tif", True), ("mp4", True), ("gif", True)]
+)
+def test_reader_opens_each_kind(plugin, tmp_path, kind, rgb):
+    path, expected, atol = _write_file(kind, tmp_path, rgb)
+    (data, kwargs, layer_type), = npe2.read([str(path)], plugin_name="svimg", stack=False)
+    assert layer_type == "image"
+    assert kwargs["axis_labels"] == ("t", "y", "x")
+    assert kwargs["rgb"] is rgb
+    got = layer_to_video(np.asarray(data), rgb=rgb).values
+    assert got.shape == expected.shape
+    if atol is None:
+        assert np.abs(got - expected).mean() < 0.03
+    else:
+        np.testing.assert_allclose(got, expected, atol=atol)
+    if kind == "zarr":
+        assert kwargs["metadata"]["svimg_operation"] == "forward_op"
+        assert "TemporalPSF(3" in kwargs["metadata"]["svimg_operator"]
+
+
+def test_reader_declines_other_files(tmp_path):
+    from svimg.napari._reader import get_reader
+
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader([str(tmp_path / "a.tif"), str(tmp_path / "b.png")]) is None
+    assert get_reader(str(tmp_path / "a.TIF")) is not None
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_writer_round_trips(plugin, tmp_path, rgb):
+    video = svimg.forward_op(_video(rgb), svimg.ops.TemporalPSF(3))
+    data, kwargs, _ = video_to_layer(video, name="blurred")
+    path = tmp_path / "out.zarr"
+    written = npe2.write(str(path), [(data, kwargs, "image")], plugin_name="svimg")
+    assert written == [str(path)]
+    (back, back_kwargs, _), = npe2.read([str(path)], plugin_name="svimg", stack=False)
+    np.testing.assert_array_equal(np.asarray(back), data)
+    assert back_kwargs["rgb"] is rgb
+    for key in ("svimg_operation", "svimg_operator", "svimg_parameters"):
+        assert back_kwargs["metadata"][key] == kwargs["metadata"][key]
+    with pytest.raises(Exception, match="exist"):
+        npe2.write(str(path), [(data, kwargs, "image")], plugin_name="svimg")
+
+
+# -- in a viewer ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def viewer(plugin, make_napari_viewer):
+    return make_napari_viewer()
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("svimg", name)
+    return widget
+
+
+def _add(viewer, video, name):
+    return viewer.add_layer(napari.layers.Layer.create(*video_to_layer(video, name=name)))
+
+
+@needs_display
+def test_open_file_and_sample_data(viewer, tmp_path):
+    path = tmp_path / "s.zarr"
+    svimg.io.save(_video(True), path)
+    (layer,) = viewer.open(str(path), plugin="svimg")
+    assert layer.rgb and layer.data.shape == (T, H, W, 3) and layer.axis_labels == ("t", "y", "x")
+    (cells,) = viewer.open_sample("svimg", "cells")
+    assert cells.data.ndim == 3 and not cells.rgb and cells.axis_labels == ("t", "y", "x")
+
+
+@needs_display
+def test_degrade_widget_adds_the_degraded_layer(viewer):
+    source = _add(viewer, _video(True), "clip")
+    widget = _dock(viewer, "Degrade")
+    widget._image.value = source
+    settings = {"temporal": "gaussian", "sigma": 1.0, "boundary": "reflect", "spatial": "downsample", "factor": 2}
+    widget.controls.apply(settings)
+    layer = widget.run()
+    assert layer in viewer.layers and layer.rgb
+    expected = svimg.forward_op(_video(True), build_operator(settings)).values.transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(layer.data, expected, rtol=1e-6)
+    assert tuple(layer.scale[1:]) == (2, 2)
+    assert json.loads(layer.metadata[METADATA_KEY])["spatial"] == "downsample"
+    # The Restore widget presets its operator from that metadata.
+    restore = _dock(viewer, "Restore")
+    restore._image.value = layer
+    assert restore.controls.settings()["boundary"] == "reflect"
+    assert restore.controls.operator().output_shape((T, 3, H, W)) == (T, 3, H // 2, W // 2)
+
+
+def _run_restore(qtbot, widget, layer, nfe, preview_every=1, seed=0):
+    widget._image.value = layer
+    widget._nfe.value, widget._preview_every.value, widget._seed.value = nfe, preview_every, seed
+    widget._device.value = "cpu"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+
+@needs_display
+@pytest.mark.parametrize("rgb", [False, True])
+def test_restore_widget_adds_result_and_previews(viewer, qtbot, rgb):
+    clean = _video(rgb)
+    blurred = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    seen = []
+    viewer.layers.events.inserted.connect(lambda e: seen.append(e.value.name))
+    nfe = 3
+    _run_restore(qtbot, widget, blurred, nfe)
+    assert widget.steps_done == nfe
+    assert "blurred [restoring]" in seen  # the live x0 estimate was shown ...
+    names = [layer.name for layer in viewer.layers]
+    assert "blurred [restoring]" not in names  # ... and removed at the end
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("blurred restored")]
+    assert "nfe=3" in result.name and "seed=0" in result.name
+    assert result.rgb is rgb and result.data.shape == np.asarray(blurred.data).shape
+    assert result.metadata["svimg_operation"] == "sample"
+    # Same parameters through the Python API give the same result.
+    expected = svimg.sample(
+        layer_to_video(blurred.data, rgb=rgb), svimg.ops.TemporalPSF(3), "bundled", nfe=nfe, seed=0, device="cpu",
+        progress=False,
+    )
+    np.testing.assert_allclose(layer_to_video(result.data, rgb=rgb).values, expected.values, atol=1e-5)
+
+
+@needs_display
+def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
+    from svimg import priors
+
+    evaluations, at_cancel = [], []
+    real_load = priors.load
+
+    def counting_load(spec):
+        prior = real_load(spec)
+        eps = prior.eps
+
+        def counted(x_t, t):
+            evaluations.append(int(t.reshape(-1)[0]))
+            return eps(x_t, t)
+
+        prior.eps = counted
+        return prior
+
+    monkeypatch.setattr(priors, "load", counting_load)
+    layer = _add(viewer, svimg.forward_op(_video(False), svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    n_before = len(viewer.layers)
+    nfe = 500
+
+    def cancel_once(step, preview):
+        if not at_cancel:
+            at_cancel.append(len(evaluations))
+            widget.cancel()
+
+    widget._relay.step.connect(cancel_once)
+    _run_restore(qtbot, widget, layer, nfe, preview_every=1)
+    assert at_cancel, "no step was reported before the run ended"
+    distinct_t = len(set(evaluations))  # one timestep per NFE, however the frames were batched
+    assert distinct_t <= len(set(evaluations[: at_cancel[0]])) + 1 < nfe
+    assert len(viewer.layers) == n_before  # no result and no preview layer left
+    assert widget._status.value == "cancelled"
+
+
+@needs_display
+def test_compare_widget_plots_per_frame_metrics(viewer):
+    import svimg.metrics
+
+    clean = _video(True)
+    ref = _add(viewer, clean, "truth")
+    est = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Compare")
+    widget._image.value, widget._reference.value = est, ref
+    result = widget.run()
+    assert result["psnr"].shape == (T,) and result["ssim"].shape == (T,)
+    np.testing.assert_allclose(
+        result["psnr"], np.asarray(svimg.metrics.psnr(layer_to_video(est.data, rgb=True), clean, per_frame=True))
+    )
+    assert len(widget.figure.axes) == 2 and len(widget.figure.axes[0].lines[0].get_xdata()) == T
+    assert "PSNR" in widget._numbers.value
