@@ -1,0 +1,101 @@
+"""A diffusion prior backed by a noise-prediction network: shape handling, precision and devices."""
+
+from __future__ import annotations
+
+import hashlib
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["NetworkPrior", "file_sha256"]
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class NetworkPrior:
+    """Prior protocol around ``net(x, t) -> (B, C_out, H, W)`` whose first ``channels`` outputs are eps.
+
+    ``eps(x_t, t)``: x_t (B, C, H, W) in [-1, 1] (any H, W), t (B,) integer timesteps -> eps (B, C, H, W)
+    in x_t's dtype and device.  Inputs are reflect-padded to a multiple of ``multiple`` and the
+    output is cropped back.  On CUDA the network runs under fp16/bf16 autocast in channels_last;
+    on the CPU in float32.  The network follows the input's device on first use.
+
+    Attributes: ``betas`` (float64 (N,)), ``channels``, ``dtype`` (compute dtype on the current
+    device), ``name``, ``sha256`` (of the weights file, or None), ``config``.
+    """
+
+    def __init__(self, net: nn.Module, betas: torch.Tensor, *, channels: int, multiple: int = 1,
+                 name: str = "prior", sha256: str | None = None, config: dict | None = None):
+        betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        if betas.ndim != 1 or len(betas) < 2 or not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError(f"betas must be a 1-D schedule with values in (0, 1), got shape {tuple(betas.shape)}")
+        self.net = net.eval().requires_grad_(False)
+        self.betas = betas
+        self.channels = int(channels)
+        self.multiple = int(multiple)
+        self.name = name
+        self.sha256 = sha256
+        self.config = dict(config or {})
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, channels={self.channels}, steps={len(self.betas)})"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype: float16 (bfloat16 where supported) on CUDA, float32 on the CPU."""
+        if self.device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def to(self, device) -> NetworkPrior:
+        """Move the network to ``device`` (channels_last on CUDA); returns self."""
+        device = torch.device(device)
+        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.net.to(device, memory_format=fmt)
+        return self
+
+    def provenance(self) -> dict:
+        """Name and weights hash, for result attrs."""
+        return {"name": self.name, "sha256": self.sha256}
+
+    @torch.no_grad()
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Predicted noise eps_theta(x_t, t) for a batch; see the class docstring."""
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 4 or x_t.shape[1] != self.channels:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must be a (B, {self.channels}, H, W) tensor, got {shape}")
+        if not x_t.is_floating_point():
+            raise TypeError(f"x_t must be floating point, got {x_t.dtype}")
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        if t.shape != (x_t.shape[0],) or t.is_floating_point() or t.is_complex():
+            raise ValueError(f"t must be {x_t.shape[0]} integer timesteps, got {tuple(t.shape)} {t.dtype}")
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= len(self.betas)):
+            raise ValueError(f"t must lie in [0, {len(self.betas) - 1}], got {int(t.min())}..{int(t.max())}")
+        if x_t.device != self.device:
+            self.to(x_t.device)
+        h, w = x_t.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        x = x_t.float()
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        cuda = x.device.type == "cuda"
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.dtype, enabled=cuda):
+            out = self.net(x, t.long())
+        return out[:, : self.channels, :h, :w].to(x_t.dtype).contiguous()
+

