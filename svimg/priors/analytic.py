@@ -18,12 +18,9 @@ import numbers
 
 import torch
 
-__all__ = ["GaussianPrior", "linear_betas"]
+from .schedule import alphas_cumprod, linear_betas
 
-
-def linear_betas(n_steps: int = 1000, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
-    """The DDPM/ADM linear noise schedule: ``n_steps`` betas from ``start`` to ``end`` (float64)."""
-    return torch.linspace(start, end, n_steps, dtype=torch.float64)
+__all__ = ["GaussianPrior"]
 
 
 class GaussianPrior:
@@ -59,7 +56,7 @@ class GaussianPrior:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.mean, self.std, self.channels, self.dtype = float(mean), float(std), int(channels), dtype
         self.betas = linear_betas()
-        self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
+        self.alphas_cumprod = alphas_cumprod(self.betas)
 
     @property
     def name(self) -> str:

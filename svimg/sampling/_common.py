@@ -1,0 +1,178 @@
+"""Argument handling shared by :func:`svimg.sample` and the diffusion baselines.
+
+Each check raises one clear exception naming the parameter and its value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._api import _check_op, check_measurement
+from .._convert import Volume, to_volume
+from .._validate import check_finite, check_positive_int, check_positive_number
+from .noise import NOISE_MODES, NoiseSource, make_generator
+from .prior_eval import PriorEvaluator, prior_identity
+from .schedule import DDSSchedule
+
+__all__ = [
+    "Problem",
+    "prepare_problem",
+    "resolve_device",
+    "resolve_prior",
+    "check_choice",
+    "check_gamma",
+    "check_flag",
+    "check_callback",
+    "initial_noise",
+    "progress_bar",
+    "Run",
+    "prepare_run",
+]
+
+
+def resolve_device(device) -> torch.device:
+    """None/"auto" -> cuda if available else cpu; "cpu", "cuda", "cuda:N" or a torch.device as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+def resolve_prior(prior, device: torch.device):
+    """None -> the bundled prior; a string -> ``svimg.priors.load(spec)``; a prior object as given.
+
+    A prior with a ``to`` method (a torch module) is moved to ``device``.
+    """
+    if prior is None or isinstance(prior, str):
+        from .. import priors  # imported lazily: loading the bundled weights is not free
+
+        prior = priors.bundled() if prior is None else priors.load(prior)
+    mover = getattr(prior, "to", None)
+    if callable(mover):
+        moved = mover(device)
+        prior = prior if moved is None else moved
+    return prior
+
+
+def check_choice(value, name: str, choices: tuple) -> str:
+    """``value`` if it is one of ``choices``, else ValueError."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_gamma(gamma) -> float | None:
+    """None (noise-free data step) or a positive weight."""
+    return None if gamma is None else check_positive_number(gamma, "gamma")
+
+
+def check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_callback(callback):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(step, t, x0_hat) or None, got {type(callback).__name__}")
+    return callback
+
+
+@dataclass
+class Problem:
+    """A measurement ready for a solver: y on the working device and dtype, and the input shape of ``op``."""
+
+    vol: Volume
+    y: torch.Tensor
+    op: object
+    x_shape: tuple
+    device: torch.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.y.dtype
+
+
+def prepare_problem(y, op, device) -> Problem:
+    """Validate ``op`` and ``y`` (finite, shape an output of op) and move y to ``device``.
+
+    The working dtype is float64 for float64 input, float32 otherwise.
+    """
+    _check_op(op)
+    vol = to_volume(y, "y")
+    x_shape = tuple(check_measurement(op, vol.tensor))
+    dev = resolve_device(device)
+    dtype = torch.float64 if vol.tensor.dtype == torch.float64 else torch.float32
+    return Problem(vol, vol.tensor.to(device=dev, dtype=dtype), op, x_shape, dev)
+
+
+def initial_noise(x_T, problem: Problem) -> torch.Tensor:
+    """A caller's initial noise as a (T, C, H, W) tensor: shape (1 or T, C, H, W), or (1 or T, H, W) for single-channel data."""
+    t = x_T.detach() if isinstance(x_T, torch.Tensor) else torch.as_tensor(np.asarray(x_T))
+    T, C, H, W = problem.x_shape
+    if t.ndim == 3 and C == 1:
+        t = t[:, None]
+    if t.ndim != 4 or tuple(t.shape[1:]) != (C, H, W) or t.shape[0] not in (1, T):
+        raise ValueError(f"x_T must have shape (1, {C}, {H}, {W}) or ({T}, {C}, {H}, {W}), got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"x_T must be floating point, got dtype {t.dtype}")
+    check_finite(t, "x_T")
+    return t.to(device=problem.device, dtype=problem.dtype).expand(T, C, H, W).clone()
+
+
+def progress_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar with one tick per prior evaluation (disabled when ``enabled`` is False)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="nfe", disable=not enabled, leave=False)
+
+
+@dataclass
+class Run:
+    """Everything a diffusion sampler needs besides its own step: problem, prior, schedule, noise, x_T."""
+
+    problem: Problem
+    prior: object
+    evaluator: object
+    schedule: object
+    noise: object
+    x_T: torch.Tensor
+    seed: object
+    batch_size: int | None
+    x_T_given: bool
+
+    def provenance_params(self) -> dict:
+        """The shared provenance fields: nfe, noise mode, seed, x_T, batch_size, device, prior name and sha256."""
+        return {
+            "nfe": self.schedule.nfe, "noise": self.noise.mode, "seed": self.seed,
+            "x_T": "given" if self.x_T_given else None, "batch_size": self.batch_size,
+            "device": str(self.problem.device), **prior_identity(self.prior),
+        }
+
+
+def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, device, progress, callback) -> Run:
+    """Validate the arguments shared by the diffusion samplers and set up a :class:`Run`."""
+    problem = prepare_problem(y, op, device)
+    nfe = check_positive_int(nfe, "nfe")
+    check_choice(noise, "noise", NOISE_MODES)
+    check_flag(progress, "progress")
+    check_callback(callback)
+    gen, seed_used = make_generator(seed, generator)
+    prior = resolve_prior(prior, problem.device)
+    evaluator = PriorEvaluator(prior, problem.x_shape[1], batch_size)
+    schedule = DDSSchedule(nfe, prior.betas)
+    source = NoiseSource(noise, problem.x_shape, gen, problem.dtype, problem.device)
+    start = source.initial()  # drawn even when x_T is given, so the per-step draws do not depend on x_T
+    if x_T is not None:
+        start = initial_noise(x_T, problem)
+    return Run(problem, prior, evaluator, schedule, source, start, seed_used, batch_size, x_T is not None)

@@ -1,0 +1,146 @@
+"""Batch-consistent decomposed diffusion sampling (the paper's Algorithm 1).
+
+For the schedule's pairs (t, t_next) (:class:`~svimg.sampling.schedule.DDSSchedule`),
+with the video x (T, C, H, W) in the prior's [-1, 1] units and the frames as
+the image prior's batch::
+
+    eps    = prior(x, t)                                        # one image per frame
+    x0     = (x - sqrt(1 - a_t) eps) / sqrt(a_t)                # Tweedie, no clipping
+    x0_hat = 2 * CG_k((x0 + 1) / 2) - 1                         # data step over the WHOLE video, [0, 1] units
+    x      = sqrt(a_next) x0_hat + c1 z + c2 eps                # c1 = sqrt(1 - a_next) eta
+                                                                # c2 = sqrt(1 - a_next) sqrt(1 - eta^2)
+
+where z is one (1, C, H, W) draw repeated over frames ("batch" noise).  The
+step into t = 0 does not re-noise (x = x0_hat); the last step (0 -> -1) runs
+the prior on that estimate once more and does the data step: ``nfe`` prior
+evaluations in all.  The result is the last data step's output clamped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .._provenance import provenance
+from .._validate import check_positive_int, check_unit_interval
+from ._common import check_choice, check_gamma, prepare_run, progress_bar
+from .data_step import SOLVERS, data_step
+from .noise import NoiseSource
+from .schedule import DDSSchedule
+
+__all__ = ["sample", "dds_step", "run_dds", "tweedie", "DEFAULT_NFE", "DEFAULT_CG_ITERS"]
+
+DEFAULT_NFE = 20
+DEFAULT_CG_ITERS = 5
+
+Tensor = torch.Tensor
+
+
+def tweedie(x_t: Tensor, eps: Tensor, a_t: float) -> Tensor:
+    """x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), the denoised estimate (no clipping)."""
+    return (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+
+
+def dds_step(x: Tensor, t: int, t_next: int, *, eps_fn: Callable[[Tensor, int], Tensor],
+             data_fn: Callable[[Tensor], Tensor], schedule: DDSSchedule, eta: float,
+             z: Tensor | None) -> tuple[Tensor, Tensor]:
+    """One step of Algorithm 1 (module docstring).  Returns (x_next, x0_hat in [0, 1] units).
+
+    ``data_fn`` maps the Tweedie estimate in [0, 1] units to its data-consistent
+    update; ``z`` is the re-noising draw, unused (and may be None) when t_next <= 0.
+    """
+    eps = eps_fn(x, t)
+    x0 = tweedie(x, eps, schedule.alpha_bar(t))
+    x0_hat01 = data_fn((x0 + 1) / 2)
+    x0_hat = 2 * x0_hat01 - 1
+    if t_next <= 0:
+        return x0_hat, x0_hat01
+    sqrt_a_next, c1, c2 = schedule.renoise_coefficients(t_next, eta)
+    return sqrt_a_next * x0_hat + c1 * z + c2 * eps, x0_hat01
+
+
+def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, noise: NoiseSource,
+            progress: bool = False, callback=None, desc: str = "svimg.sample") -> Tensor:
+    """The sampling loop from x_T; returns the last x0_hat in [0, 1] units, clamped to [0, 1].
+
+    ``callback(step, t, x0_hat)`` (x0_hat in [0, 1] units, a tensor of its own)
+    runs after every step; an exception it raises ends the loop and propagates.
+    """
+    x = x_T
+    with progress_bar(progress, len(schedule), desc) as bar:
+        for step, (t, t_next) in enumerate(schedule.pairs()):
+            z = noise.step() if t_next > 0 else None
+            x, x0_hat01 = dds_step(x, t, t_next, eps_fn=eps_fn, data_fn=data_fn, schedule=schedule, eta=eta, z=z)
+            bar.update(1)
+            if callback is not None:
+                callback(step, t, x0_hat01.clone())
+    return x0_hat01.clamp(0, 1)
+
+
+def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_iters: int = DEFAULT_CG_ITERS,
+           gamma: float | None = None, noise: str = "batch", solver: str = "cg", seed: int | None = None,
+           generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None, device=None,
+           progress: bool = True, callback=None):
+    """Restore a video from ``y = A x`` with an image diffusion prior (batch-consistent DDS).
+
+    Parameters
+    ----------
+    y : array, tensor or DataArray
+        The measurement, (T, C, H, W) or (T, H, W), values in [0, 1].
+    op : svimg.ops.LinearOperator
+        The degradation A; the result has its input shape ``op.input_shape(y.shape)``.
+    prior : prior object, spec string or None
+        None loads :func:`svimg.priors.bundled`; a string goes to :func:`svimg.priors.load`.
+        Single-channel data runs through a multi-channel prior by replicating
+        each frame over the prior's channels and averaging its noise
+        prediction back (see :mod:`svimg.sampling.prior_eval`).
+    nfe : int
+        Prior evaluations, 1..1000 (:class:`DDSSchedule`).
+    eta : float
+        Share of fresh noise when re-noising, in [0, 1].
+    cg_iters : int
+        Data-step iterations per step (0 gives the prior's unconditional sample).
+    gamma : float or None
+        None solves A^T A x = A^T y; a weight solves (I + gamma A^T A) x = x0 + gamma A^T y (noisy data).
+    noise : {"batch", "initial", "independent"}
+        Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
+    solver : {"cg", "gd"}
+        Conjugate gradients, or steepest descent with exact line search (ablation).
+    seed, generator
+        The only sources of randomness (at most one).  With neither a seed is
+        drawn from the OS and recorded in the provenance.
+    x_T : array or tensor, optional
+        The initial noise, (1, C, H, W) (repeated over frames) or (T, C, H, W),
+        in place of the seed's first draw; the per-step draws stay those of the seed.
+    batch_size : int or None
+        Most frames per prior call; the result equals a single batch up to float rounding.
+    device : "auto", None, "cpu", "cuda", "cuda:N"
+    progress : bool
+        Show a tqdm bar, one tick per prior evaluation.
+    callback : callable(step, t, x0_hat) or None
+        Called after every step with the current estimate in [0, 1] units;
+        raise from it to cancel (the exception propagates, nothing is returned).
+
+    Returns
+    -------
+    The restoration in [0, 1], same type as ``y`` (xarray gains provenance attrs
+    recording every parameter, the seed and the prior's name and sha256).
+    """
+    eta = check_unit_interval(eta, "eta")
+    cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
+    gamma = check_gamma(gamma)
+    check_choice(solver, "solver", SOLVERS)
+    run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
+                      batch_size=batch_size, device=device, progress=progress, callback=callback)
+    y_t = run.problem.y
+
+    def data_fn(x0):
+        return data_step(op, y_t, x0, cg_iters, gamma, solver)
+
+    with torch.no_grad():
+        x = run_dds(run.x_T, eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
+                    noise=run.noise, progress=progress, callback=callback)
+    attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, solver=solver, **run.provenance_params())
+    return run.problem.vol.wrap(x, attrs)

@@ -1,0 +1,460 @@
+"""Long videos: the sampler run over overlapping temporal windows, blended, resumable.
+
+A video of T frames is cut into windows of ``window`` frames starting at
+``0, stride, 2 stride, ...`` (``stride = window - overlap``; the last window
+is moved back to end at frame T, so every window has the same length).  Each
+window is restored by :func:`svimg.sample` on its own and the windows are
+blended with weights that cross-fade over each overlap::
+
+    x[t] = sum_k w_k(t) x_k(t) / sum_k w_k(t)
+    w_k   = sin^2(pi (i + 1/2) / (2 m))  over the first m frames shared with window k - 1,
+            cos^2(...) mirrored         over the last frames shared with window k + 1, 1 elsewhere
+
+(sin^2 + cos^2 = 1: where exactly two windows overlap the weights already sum to one).
+
+The data term of a window is the global one restricted to it.  Measurement
+frame r belongs to the window [a, b) only when every frame it depends on,
+after the operator's boundary rule, lies in [a, b)::
+
+    y[r] = sum_j k[j] x[b(r - j + c)]     kept  iff  a <= b(r - j + c) < b  for every tap j
+
+The other rows are zeroed (:class:`WindowRows`), so no frame outside the
+window is ever pretended to be inside it; the frames near a window's ends are
+constrained by fewer rows and get little weight in the blend, which is why the
+overlap must be at least the PSF support.
+
+Every window uses the same seed: with ``noise="batch"`` the initial noise and
+every re-noising draw are one (1, C, H, W) image shared by all frames, so all
+windows (and a single pass over the whole video) follow the same noise.
+
+With ``out`` a ``.zarr`` path, frames are read window by window (a zarr input
+stays lazy) and written as soon as they are final, so memory holds about one
+window whatever T is.  The store records its progress in the attrs of its
+image array (``svimg_windowed``: layout, seed, ``windows_done``, ``complete``),
+updated only after a window's frames are written; an interrupted run is resumed
+by calling again with the same arguments, and finished windows are not redone.
+The blend of frames shared with the next window is carried between windows in
+a side array (two slots, used alternately, so a run killed while writing one
+slot resumes from the other).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._api import check_measurement
+from .._convert import Volume, to_volume
+from .._provenance import provenance
+from .._validate import check_positive_int
+from ..ops.base import Composed, Identity, LinearOperator, Scaled
+from ..ops.spatial import Downsample, GaussianBlur, Mask
+from ..ops.temporal import TemporalPSF, _boundary_index
+from .. import _dispatch
+
+__all__ = [
+    "sample_windowed",
+    "window_starts",
+    "blend_weights",
+    "window_rows",
+    "WindowRows",
+    "split_temporal",
+    "store_is_complete",
+    "DEFAULT_WINDOW",
+    "PROGRESS_KEY",
+]
+
+DEFAULT_WINDOW = 16
+PROGRESS_KEY = "svimg_windowed"  # attrs of the image array of an output store
+CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
+SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
+
+
+# ---------------------------------------------------------------- operators
+
+def split_temporal(op: LinearOperator, name: str = "op") -> tuple[TemporalPSF | None, LinearOperator]:
+    """Split ``op`` into its temporal PSF and the per-frame (spatial) rest: ``op = spatial @ psf``.
+
+    Every spatial operator acts on each frame alike and every temporal one on
+    each pixel's time series alike, so they commute and any chain
+    ``S1 @ P @ S2`` equals ``(S1 @ S2) @ P``.  Returns ``(psf or None, spatial)``;
+    more than one TemporalPSF, or an operator of unknown kind, raises.
+    """
+    if not isinstance(op, LinearOperator):
+        raise TypeError(f"{name} must be an svimg.ops.LinearOperator, got {type(op).__name__}")
+    if isinstance(op, TemporalPSF):
+        return op, Identity()
+    if isinstance(op, SPATIAL_OPS):
+        return None, op
+    if isinstance(op, Scaled):
+        psf, spatial = split_temporal(op.op, name)
+        return psf, Scaled(spatial, op.scale)
+    if isinstance(op, Composed):
+        psfs, spatial = [], []
+        for factor in op.factors():
+            psf, rest = split_temporal(factor, name)
+            psfs += [psf] if psf is not None else []
+            spatial += [] if isinstance(rest, Identity) else [rest]
+        if len(psfs) > 1:
+            raise ValueError(
+                f"{name} holds {len(psfs)} TemporalPSF factors; combine them into one "
+                "TemporalPSF(kernel=np.convolve(k1, k2))"
+            )
+        chain = Identity()
+        for s in reversed(spatial):
+            chain = s if isinstance(chain, Identity) else s @ chain
+        return (psfs[0] if psfs else None), chain
+    known = ", ".join(t.__name__ for t in (TemporalPSF, *SPATIAL_OPS, Scaled, Composed))
+    raise TypeError(f"{name}: cannot split {type(op).__name__} into temporal and per-frame parts; supported: {known}")
+
+
+class WindowRows(LinearOperator):
+    """y = M x along t for an explicit square (n, n) matrix M (rows outside the window are zero)."""
+
+    def __init__(self, matrix: np.ndarray):
+        M = np.array(matrix, dtype=np.float64)
+        if M.ndim != 2 or M.shape[0] != M.shape[1]:
+            raise ValueError(f"matrix must be square, got shape {M.shape}")
+        M.setflags(write=False)
+        N = M.T @ M
+        N.setflags(write=False)
+        self.matrix, self._normal = M, N
+
+    def _check(self, x):
+        if x.shape[0] != self.matrix.shape[0]:
+            raise ValueError(f"WindowRows of {self.matrix.shape[0]} frames got {x.shape[0]} frames")
+
+    def forward(self, x):
+        self._check(x)
+        return _dispatch.time_apply(x, self.matrix)
+
+    def adjoint(self, y):
+        self._check(y)
+        return _dispatch.time_apply(y, self.matrix.T)
+
+    def normal(self, x):
+        self._check(x)
+        return _dispatch.time_apply(x, self._normal)
+
+    def output_shape(self, input_shape):
+        self._check(torch.empty(input_shape[0], 0))
+        return tuple(input_shape)
+
+    input_shape = output_shape
+
+    def __repr__(self):
+        return f"WindowRows({self.matrix.shape[0]} frames, {int(self.matrix.any(axis=1).sum())} rows)"
+
+
+def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
+    """The rows of ``psf``'s T x T matrix for measurement frames [start, stop) that depend on those frames only.
+
+    Returns an (n, n) matrix (n = stop - start) over the window's frames: row
+    ``r - start`` is row r of the global matrix when all its taps land inside
+    [start, stop) after the boundary rule (taps dropped by the zero boundary
+    are zero globally too), and zero otherwise.
+    """
+    k, c = psf.kernel, psf.kernel.size // 2
+    n = stop - start
+    M = np.zeros((n, n))
+    for r in range(start, stop):
+        taps = [(_boundary_index(r - j + c, T, psf.boundary), w) for j, w in enumerate(k)]
+        if all(s is None or start <= s < stop for s, _ in taps):
+            for s, w in taps:
+                if s is not None:
+                    M[r - start, s - start] += w
+    return M
+
+
+# ---------------------------------------------------------------- layout
+
+def window_starts(T: int, window: int, overlap: int) -> list[int]:
+    """First frames of the windows: 0, stride, 2 stride, ... and a last one at T - window (stride = window - overlap)."""
+    if T <= window:
+        return [0]
+    stride = window - overlap
+    starts = list(range(0, T - window, stride))
+    return starts + [T - window]
+
+
+def _ramp(m: int) -> np.ndarray:
+    """Weights rising from 0 to 1 over ``m`` shared frames: 0 on the first m // 4, sin^2 over the middle, 1 on the last m // 4."""
+    margin = m // 4
+    phase = np.clip((np.arange(m) + 0.5 - margin) / (m - 2 * margin), 0.0, 1.0)
+    return np.sin(0.5 * np.pi * phase) ** 2
+
+
+def blend_weights(starts: list[int], window: int) -> list[np.ndarray]:
+    """Per-window weights (length ``window``): :func:`_ramp` up over the frames shared with the previous window,
+    its mirror image (1 - ramp) down over those shared with the next one, 1 elsewhere (module docstring)."""
+    weights = []
+    for k, a in enumerate(starts):
+        w = np.ones(window)
+        if k > 0:
+            m = starts[k - 1] + window - a
+            w[:m] *= _ramp(m)
+        if k + 1 < len(starts):
+            m = a + window - starts[k + 1]
+            w[window - m:] *= 1.0 - _ramp(m)
+        weights.append(w)
+    return weights
+
+
+# ---------------------------------------------------------------- input and output
+
+def _frame_source(y):
+    """(read(a, b) -> (b - a, C, H, W) tensor, a Volume to wrap results like ``y``, T)."""
+    from .._convert import _is_dataarray, _is_lazy_store
+
+    if _is_lazy_store(y):
+        from .. import io
+
+        y = io.as_dataarray(y)
+    if _is_dataarray(y):
+        first = to_volume(y.isel(t=slice(0, 1)), "y")
+        return (lambda a, b: to_volume(y.isel(t=slice(a, b)), "y").tensor), dataclasses.replace(first, template=y), y.sizes["t"]
+    vol = to_volume(y, "y")
+    return (lambda a, b: vol.tensor[a:b]), vol, vol.tensor.shape[0]
+
+
+def _layout_record(T, window, overlap, starts, seed, op, x_shape) -> dict:
+    return {"frames": T, "window": window, "overlap": overlap, "starts": starts, "seed": seed,
+            "operator": repr(op), "shape": list(x_shape), "windows_done": 0, "complete": False}
+
+
+def _same_run(old: dict, new: dict) -> list[str]:
+    keys = ("frames", "window", "overlap", "starts", "seed", "operator", "shape")
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+class _Store:
+    """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs."""
+
+    def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool):
+        import zarr
+
+        self.path = path
+        if path.exists() and not overwrite:
+            root = zarr.open_group(str(path), mode="r+")
+            old = dict(root["0"].attrs).get(PROGRESS_KEY)
+            if old is None:
+                raise FileExistsError(f"{str(path)!r} exists and was not written by a windowed run; pass overwrite=True")
+            differ = _same_run(old, record)
+            if differ:
+                raise ValueError(
+                    f"{str(path)!r} holds a windowed run with different {', '.join(differ)}; "
+                    "pass the same arguments to resume it, or overwrite=True to start again"
+                )
+            self.record = old
+        else:
+            self._create(path, record, vol, x_shape, dtype, overwrite)
+            root = zarr.open_group(str(path), mode="r+")
+            self.record = record
+        self.root, self.image = root, root["0"]
+
+    @staticmethod
+    def _create(path, record, vol: Volume, x_shape, dtype, overwrite):
+        """Lay the store out with :func:`svimg.io.save` (zero frames are not written) and add the carry slots."""
+        import dask.array
+        import xarray as xr
+        import zarr
+
+        from .. import io
+
+        T, C, H, W = x_shape
+        shape, dims = ((T, C, H, W), ("t", "c", "y", "x")) if vol.had_channel_axis else ((T, H, W), ("t", "y", "x"))
+        coords = {}
+        if vol.kind == "xarray" and "t" in vol.template.coords:
+            coords["t"] = vol.template.coords["t"]
+        attrs = {**(vol.attrs if vol.kind == "xarray" else {}), PROGRESS_KEY: record}
+        lazy = dask.array.zeros(shape, chunks=(1, *shape[1:]), dtype=dtype)
+        io.save(xr.DataArray(lazy, dims=dims, coords=coords, attrs=attrs), path, overwrite=overwrite)
+        root = zarr.open_group(str(path), mode="r+")
+        root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
+                          fill_value=0)
+
+    def carry(self, slot: int, n: int) -> np.ndarray:
+        return np.asarray(self.root[CARRY][slot, :n])
+
+    def commit(self, k: int, a: int, final: np.ndarray, slot: int, carry: np.ndarray, attrs: dict | None):
+        """Write final frames from ``a`` and the carry slot, then record window ``k`` as done (last: complete)."""
+        if self.image.ndim == 3:  # a single-channel video stored as (t, y, x)
+            final = final[:, 0]
+        self.image[a:a + len(final)] = final
+        if len(carry):
+            self.root[CARRY][slot, :len(carry)] = carry
+        self.record = {**self.record, "windows_done": k + 1}
+        update = {PROGRESS_KEY: self.record}
+        if attrs is not None:  # the last window: provenance, then mark complete and drop the carry
+            self.record["complete"] = True
+            update.update(attrs)
+        self.image.attrs.update(update)
+        if attrs is not None and CARRY in self.root:
+            del self.root[CARRY]
+
+
+def store_is_complete(path) -> bool:
+    """False when ``path`` is a zarr store left by an unfinished windowed run (or does not exist), True otherwise."""
+    import zarr
+
+    p = Path(path)
+    if not p.exists():
+        return False
+    if not (p / "zarr.json").exists():
+        return True  # not a zarr v3 store: written atomically by svimg.io.save or not ours
+    node = zarr.open(str(p), mode="r")
+    image = node["0"] if isinstance(node, zarr.Group) and "0" in node else node
+    record = dict(image.attrs).get(PROGRESS_KEY)
+    return record is None or bool(record.get("complete"))
+
+
+# ---------------------------------------------------------------- the windowed sampler
+
+def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
+                    out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
+                    window_callback=None, **sample_kwargs):
+    """Restore a long video with :func:`svimg.sample` window by window (module docstring).
+
+    Parameters
+    ----------
+    y : array, tensor, DataArray, zarr store or path
+        The measurement (T, C, H, W) or (T, H, W); stores are read one window at a time.
+    op : LinearOperator
+        The degradation of the WHOLE video: at most one :class:`~svimg.ops.TemporalPSF`
+        composed with per-frame operators (see :func:`split_temporal`).
+    prior : as in :func:`svimg.sample` (loaded once for all windows).
+    window : int
+        Frames per window (default 16).
+    overlap : int or None
+        Frames shared by neighbouring windows, at least the PSF support and less
+        than ``window``; None uses ``max(support, window // 4)``.
+    out : None or path ending in ``.zarr``
+        None returns the result in memory as ``y``'s type.  A path writes the
+        result there frame by frame and returns it as a lazy DataArray; calling
+        again with the same arguments resumes an interrupted run (a complete
+        store is returned as it is).
+    overwrite : bool
+        Replace an existing ``out`` instead of resuming it.
+    seed : int or None
+        One seed for every window (drawn and recorded when None; a resumed run
+        reuses the recorded one).  ``generator`` is not accepted: windows must
+        be reproducible one by one.
+    progress : bool
+        A progress bar over windows.
+    window_callback : callable(k, start, stop) or None
+        Called after window k (frames [start, stop)) is restored and, with
+        ``out``, committed to the store; raise from it to stop the run.
+    **sample_kwargs
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, solver,
+        x_T of shape (1, C, H, W), batch_size, device, callback).
+
+    Returns
+    -------
+    The restoration, shape ``op.input_shape(y.shape)``.
+    """
+    from . import sample
+    from ._common import resolve_device, resolve_prior
+
+    if "generator" in sample_kwargs:
+        raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
+    window = check_positive_int(window, "window", minimum=2)
+    psf, spatial = split_temporal(op)
+    support = psf.support if psf is not None else 1
+    if overlap is None:
+        overlap = max(support, window // 4)
+    overlap = check_positive_int(overlap, "overlap", minimum=0)
+    if overlap < support:
+        raise ValueError(f"overlap must be at least the PSF support ({support} frames), got {overlap}")
+    if overlap >= window:
+        raise ValueError(f"overlap must be less than window ({window}), got {overlap}; use a larger window")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ValueError(f"seed must be an integer in [0, 2**63) or None, got {seed!r}")
+
+    read, vol, T = _frame_source(y)
+    first = read(0, 1)
+    x_shape = tuple(check_measurement(op, torch.empty((T, *first.shape[1:]), device="meta")))
+    C, H, W = x_shape[1:]
+    window = min(window, T)
+    starts = window_starts(T, window, overlap)
+    weights = blend_weights(starts, window)
+    total = np.zeros(T)
+    for a, w in zip(starts, weights):
+        total[a:a + window] += w
+    dtype = np.float64 if first.dtype == torch.float64 else np.float32
+
+    store = None
+    if out is not None:
+        path = Path(os.fspath(out)).expanduser()
+        if path.suffix.lower() != ".zarr":
+            raise ValueError(f"out must be a path ending in .zarr (resumable store), got {str(path)!r}")
+        record = _layout_record(T, window, overlap, starts, seed, op, x_shape)
+        if seed is None and path.exists() and not overwrite:
+            record["seed"] = _recorded_seed(path)
+        if record["seed"] is None:
+            record["seed"] = secrets.randbits(63)
+        store = _Store(path, record, vol, x_shape, dtype, overwrite)
+        seed, done = store.record["seed"], store.record["windows_done"]
+        if store.record["complete"]:
+            from .. import io
+
+            return io.load(path)
+    else:
+        seed = secrets.randbits(63) if seed is None else seed
+        done, result = 0, np.zeros((T, C, H, W), dtype=dtype)
+
+    prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
+    params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise", "solver")}
+    attrs = provenance("sample_windowed", op, window=window, overlap=overlap, seed=seed, windows=len(starts), **params)
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(starts), initial=done, desc="svimg windows", unit="window", disable=not progress,
+              leave=False) as bar:
+        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) if (store and done) \
+            else np.zeros((0, C, H, W), dtype=dtype)
+        for k in range(done, len(starts)):
+            a, b = starts[k], starts[k] + window
+            op_k = _window_op(op, psf, spatial, T, a, b)
+            x_k = sample(read(a, b), op_k, prior, seed=seed, progress=False, **sample_kwargs)
+            acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
+            acc[:len(carry)] += carry
+            final_stop = starts[k + 1] if k + 1 < len(starts) else b  # frames no later window touches
+            final = (acc[:final_stop - a] / total[a:final_stop, None, None, None]).astype(dtype)
+            carry = acc[final_stop - a:].astype(dtype)
+            if store is not None:
+                store.commit(k, a, final, k % 2, carry, attrs if k + 1 == len(starts) else None)
+            else:
+                result[a:final_stop] = final
+            bar.update(1)
+            if window_callback is not None:
+                window_callback(k, a, b)
+    if store is not None:
+        from .. import io
+
+        return io.load(store.path)
+    return vol.wrap(torch.from_numpy(result), attrs)
+
+
+def _window_op(op, psf, spatial, T: int, a: int, b: int) -> LinearOperator:
+    """The operator of frames [a, b): ``op`` itself for a single window, else ``spatial @ WindowRows``."""
+    if psf is None:
+        return spatial
+    if b - a == T:
+        return op
+    rows = WindowRows(window_rows(psf, T, a, b))
+    return rows if isinstance(spatial, Identity) else spatial @ rows
+
+
+def _recorded_seed(path: Path):
+    import zarr
+
+    try:
+        record = dict(zarr.open_group(str(path), mode="r")["0"].attrs).get(PROGRESS_KEY) or {}
+    except (KeyError, FileNotFoundError, ValueError):
+        return None
+    return record.get("seed")
