@@ -4,7 +4,9 @@
 ``out[t, p] = sum_k weights[t, k] * x[cols[t, k], p]`` for a (T, P) volume, the
 matrix given in ELL form (see ``svimg._dispatch.ell_form``).  Forward, adjoint
 and normal temporal operators are all this one loop with different tables.
-The GIL is released; pixel blocks run in parallel with OpenMP when built with it.
+The GIL is released; on volumes large enough to pay for a thread team, blocks
+of pixels run in parallel with OpenMP (when built with it; OMP_NUM_THREADS
+caps the team).
 """
 
 import numpy as np
@@ -15,30 +17,41 @@ ctypedef fused real:
     float
     double
 
-DEF BLOCK = 512
+cdef enum:
+    BLOCK = 512  # pixels per work item: a few cache lines per frame
+    PARALLEL_MIN_WORK = 1 << 18  # multiply-adds below which a thread team costs more than it saves
+
+
+cdef inline void _apply_block(const real[:, ::1] x, const int[:, ::1] cols, const real[:, ::1] weights,
+                              real[:, ::1] out, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """out[:, start:stop] = M @ x[:, start:stop], frame by frame."""
+    cdef Py_ssize_t t, k, p, src
+    cdef real w
+    for t in range(x.shape[0]):
+        for p in range(start, stop):
+            out[t, p] = 0
+        for k in range(cols.shape[1]):
+            w = weights[t, k]
+            if w == 0:
+                continue
+            src = cols[t, k]
+            for p in range(start, stop):
+                out[t, p] += w * x[src, p]
 
 
 cdef void _band_apply(const real[:, ::1] x, const int[:, ::1] cols, const real[:, ::1] weights,
-                      real[:, ::1] out) noexcept nogil:
-    cdef Py_ssize_t T = x.shape[0], P = x.shape[1], W = cols.shape[1]
+                      real[:, ::1] out) noexcept:
+    """Pixel blocks in parallel (OpenMP) for large volumes, serially for small ones; the GIL released either way."""
+    cdef Py_ssize_t P = x.shape[1]
     cdef Py_ssize_t n_blocks = (P + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t b, t, k, p, start, stop, src
-    cdef real w
-    for b in prange(n_blocks, schedule="static"):
-        start = b * BLOCK
-        stop = start + BLOCK
-        if stop > P:
-            stop = P
-        for t in range(T):
-            for p in range(start, stop):
-                out[t, p] = 0
-            for k in range(W):
-                w = weights[t, k]
-                if w == 0:
-                    continue
-                src = cols[t, k]
-                for p in range(start, stop):
-                    out[t, p] += w * x[src, p]
+    cdef Py_ssize_t b
+    if n_blocks > 1 and x.shape[0] * cols.shape[1] * P >= PARALLEL_MIN_WORK:
+        for b in prange(n_blocks, nogil=True, schedule="static"):
+            _apply_block(x, cols, weights, out, b * BLOCK, min(b * BLOCK + BLOCK, P))
+    else:
+        with nogil:
+            for b in range(n_blocks):
+                _apply_block(x, cols, weights, out, b * BLOCK, min(b * BLOCK + BLOCK, P))
 
 
 def band_apply(x, cols, weights):

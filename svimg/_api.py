@@ -10,7 +10,7 @@ import torch
 
 from ._convert import to_volume
 from ._provenance import provenance
-from ._validate import check_positive_int
+from ._validate import check_positive_int, check_positive_number
 from .ops.base import LinearOperator
 from .solvers.cg import conjugate_gradient, normal_system
 
@@ -23,12 +23,20 @@ def _check_op(op) -> LinearOperator:
     return op
 
 
+def _shape_error(name: str, shape: tuple, op: LinearOperator, err: Exception) -> ValueError:
+    return ValueError(f"{name} of shape {shape} does not fit {op!r}: {err}")
+
+
 def check_measurement(op: LinearOperator, y: torch.Tensor, name: str = "y") -> tuple:
-    """Return the input shape that ``op`` maps onto ``y``'s shape, or raise naming both shapes."""
+    """Return the input shape x_shape with ``op.output_shape(x_shape) == y.shape``, or raise naming ``name``."""
     shape = tuple(y.shape)
-    x_shape = op.input_shape(shape)
-    if tuple(op.output_shape(x_shape)) != shape:
-        raise ValueError(f"{name} of shape {shape} is not an output of {op!r} (it maps {x_shape} to {op.output_shape(x_shape)})")
+    try:
+        x_shape = tuple(op.input_shape(shape))
+        out_shape = tuple(op.output_shape(x_shape))
+    except ValueError as err:
+        raise _shape_error(name, shape, op, err) from err
+    if out_shape != shape:
+        raise ValueError(f"{name} of shape {shape} is not an output of {op!r} (it maps {x_shape} to {out_shape})")
     return x_shape
 
 
@@ -36,6 +44,10 @@ def forward_op(x, op: LinearOperator):
     """y = A x: degrade a video ``x`` with the operator ``op``."""
     _check_op(op)
     vol = to_volume(x, "x")
+    try:
+        op.output_shape(tuple(vol.tensor.shape))
+    except ValueError as err:
+        raise _shape_error("x", tuple(vol.tensor.shape), op, err) from err
     with torch.no_grad():
         y = op.forward(vol.tensor)
     return vol.wrap(y, provenance("forward_op", op))
@@ -57,16 +69,20 @@ def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | Non
 
     Solves ``A^T A x = A^T y`` or, when ``gamma`` is given,
     ``(I + gamma A^T A) x = x0 + gamma A^T y`` (DDS's regularised data step),
-    starting from ``x0`` (zeros by default).  ``callback(k, x_k, ||r_k||)`` is
-    called after every iteration.  Returns x in ``y``'s type, plus the list of
-    residual norms when ``return_history`` is true.
+    starting from ``x0`` (zeros by default).  CG stops after ``n_iter``
+    iterations or once the residual norm ``||b - H x_k||`` drops below ``tol``.
+    ``callback(k, x_k, ||r_k||)`` is called after iteration k with a copy of
+    the iterate in ``y``'s type (raise from it to stop).  Returns x in
+    ``y``'s type, plus the residual norms ``[||r_0||, ||r_1||, ...]`` when
+    ``return_history`` is true.
     """
     _check_op(op)
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
-    if gamma is not None and not (isinstance(gamma, (int, float)) and gamma > 0):
-        raise ValueError(f"gamma must be a positive number or None, got {gamma!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    if gamma is not None:
+        gamma = check_positive_number(gamma, "gamma")
+    tol = check_positive_number(tol, "tol", allow_zero=True)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     vol = to_volume(y, "y")
     yt = vol.tensor
     x_shape = check_measurement(op, yt)
@@ -78,6 +94,7 @@ def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | Non
             raise ValueError(f"x0 has shape {tuple(start.shape)} but {op!r} needs inputs of shape {x_shape} for y of shape {tuple(yt.shape)}")
     with torch.no_grad():
         H, b = normal_system(op, yt, start, gamma)
-        x, history = conjugate_gradient(H, b, start, n_iter, tol, callback)
+        report = None if callback is None else (lambda k, xk, rk: callback(k, vol.wrap(xk.clone()), rk))
+        x, history = conjugate_gradient(H, b, start, n_iter, tol, report)
     out = vol.wrap(x, provenance("cg_solve", op, n_iter=n_iter, gamma=gamma, tol=tol))
     return (out, history) if return_history else out

@@ -25,7 +25,11 @@ VIDEO_DIMS = ("t", "c", "y", "x")
 
 
 def _is_dataarray(x) -> bool:
-    return type(x).__module__.startswith("xarray") and hasattr(x, "dims")
+    if not type(x).__module__.startswith("xarray"):
+        return False  # xarray is imported only for xarray inputs
+    import xarray as xr
+
+    return isinstance(x, xr.DataArray)
 
 
 def _is_lazy_store(x) -> bool:
@@ -61,10 +65,13 @@ class Volume:
         import xarray as xr
 
         dims = VIDEO_DIMS if self.had_channel_axis else ("t", "y", "x")
-        coords = {}
-        for dim, n in zip(dims, array.shape):
-            if dim in self.template.coords and self.template.sizes[dim] == n:
-                coords[dim] = self.template.coords[dim]
+        sizes = dict(zip(dims, array.shape))
+        # Every coordinate (dimension, auxiliary or scalar) whose axes kept their length.
+        coords = {
+            name: coord
+            for name, coord in self.template.coords.items()
+            if all(sizes.get(d) == self.template.sizes[d] for d in coord.dims)
+        }
         attrs = {**self.template.attrs, **provenance}
         da = xr.DataArray(array, dims=dims, coords=coords, name=self.template.name, attrs=attrs)
         return da.transpose(*self.template.dims)

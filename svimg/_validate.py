@@ -7,7 +7,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_volume", "check_finite", "check_positive_int", "check_unit_interval"]
+__all__ = ["check_volume", "check_finite", "check_positive_int", "check_positive_number", "check_unit_interval"]
 
 
 def check_volume(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -36,6 +36,15 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float > 0 (>= 0 with ``allow_zero``) or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return float(value)
 
 
 def check_unit_interval(value, name: str, *, open_low: bool = False) -> float:

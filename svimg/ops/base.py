@@ -66,10 +66,10 @@ class LinearOperator:
 
 
 class Identity(LinearOperator):
-    """I x = x."""
+    """I x = x (returned as a new tensor, so results never alias the input)."""
 
     def forward(self, x):
-        return x
+        return x.clone()
 
     adjoint = forward
     normal = forward

@@ -15,12 +15,11 @@ operator M^T M, each applied in one pass by :mod:`svimg._dispatch`.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
-import torch
 
 from .. import _dispatch
+from .._validate import check_positive_int, check_positive_number
 from .base import LinearOperator
 
 __all__ = ["TemporalPSF", "BOUNDARIES"]
@@ -52,8 +51,9 @@ class TemporalPSF(LinearOperator):
     kernel : 1-D array, optional
         Any kernel instead of ``width``.
     boundary : {"circular", "zero", "reflect", "replicate"}
-        How frames beyond either end are filled.  Only the circular boundary
-        with a symmetric kernel is self-adjoint; the others use the true adjoint M^T.
+        How frames beyond either end are filled.  The adjoint is always the
+        exact M^T; M is symmetric (self-adjoint) only for a symmetric kernel
+        with the circular, zero or reflect boundary, never with "replicate".
     normalize : bool
         Scale the kernel to sum to 1 (the default; a PSF conserves intensity).
     """
@@ -62,10 +62,11 @@ class TemporalPSF(LinearOperator):
         if (width is None) == (kernel is None):
             raise ValueError("TemporalPSF needs exactly one of width=<int> or kernel=<1-D array>")
         if width is not None:
-            if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
-                raise ValueError(f"width must be a positive integer number of frames, got {width!r}")
-            kernel = np.ones(int(width))
-        k = np.asarray(kernel, dtype=np.float64)
+            kernel = np.ones(check_positive_int(width, "width"))
+        try:
+            k = np.array(kernel, dtype=np.float64)  # a private copy: later edits of the caller's array do not leak in
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"kernel must be a 1-D array of real numbers, got {kernel!r}") from err
         if k.ndim != 1:
             raise ValueError(f"kernel must be 1-D, got an array of shape {k.shape}")
         if k.size == 0:
@@ -91,11 +92,8 @@ class TemporalPSF(LinearOperator):
     @classmethod
     def gaussian(cls, sigma: float = 1.0, truncate: float = 3.0, boundary: str = "circular") -> "TemporalPSF":
         """Sampled Gaussian ``exp(-j^2 / (2 sigma^2))`` for |j| <= round(truncate * sigma), normalised to sum 1."""
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive number of frames, got {sigma!r}")
-        if not (isinstance(truncate, (int, float)) and truncate > 0):
-            raise ValueError(f"truncate must be positive, got {truncate!r}")
-        radius = int(truncate * sigma + 0.5)
+        sigma = check_positive_number(sigma, "sigma")
+        radius = int(check_positive_number(truncate, "truncate") * sigma + 0.5)
         j = np.arange(-radius, radius + 1, dtype=np.float64)
         return cls(kernel=np.exp(-0.5 * (j / sigma) ** 2), boundary=boundary)
 
@@ -145,7 +143,7 @@ class TemporalPSF(LinearOperator):
 
     def __repr__(self):
         k = self.kernel
-        if np.allclose(k, k[0]):
+        if np.allclose(k, 1.0 / k.size):  # a normalised box: TemporalPSF(width) rebuilds it
             desc = f"{k.size}"
         else:
             desc = f"kernel=[{', '.join(f'{v:.4g}' for v in k)}]"
