@@ -213,8 +213,9 @@ class ADMUNet(nn.Module):
             return _Attention(ch, ch // num_head_channels if num_head_channels > 0 else num_heads, norm_groups)
 
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
-        self.input_blocks = nn.ModuleList([_Seq(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
-        skips, ch, ds = [model_channels], model_channels, 1
+        ch = channel_mult[0] * model_channels
+        self.input_blocks = nn.ModuleList([_Seq(nn.Conv2d(in_channels, ch, 3, padding=1))])
+        skips, ds = [ch], 1
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
                 layers = [res(ch, mult * model_channels)]
