@@ -290,16 +290,25 @@ def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
     evaluations, at_cancel = [], []
     real_load = priors.load
 
-    def counting_load(spec):
-        prior = real_load(spec)
-        eps = prior.eps
+    class CountingPrior:
+        """The loaded prior, recording the timestep of every eps evaluation."""
 
-        def counted(x_t, t):
+        def __init__(self, prior):
+            self._prior = prior
+
+        def __getattr__(self, name):
+            return getattr(self._prior, name)
+
+        def to(self, device):  # the sampler moves torch priors to its device
+            getattr(self._prior, "to", lambda _: None)(device)
+            return self
+
+        def eps(self, x_t, t):
             evaluations.append(int(t.reshape(-1)[0]))
-            return eps(x_t, t)
+            return self._prior.eps(x_t, t)
 
-        prior.eps = counted
-        return prior
+    def counting_load(spec):
+        return CountingPrior(real_load(spec))
 
     monkeypatch.setattr(priors, "load", counting_load)
     layer = _add(viewer, svimg.forward_op(_video(False), svimg.ops.TemporalPSF(3)), "blurred")
@@ -332,9 +341,9 @@ def test_compare_widget_plots_per_frame_metrics(viewer):
     widget = _dock(viewer, "Compare")
     widget._image.value, widget._reference.value = est, ref
     result = widget.run()
-    assert result["psnr"].shape == (T,) and result["ssim"].shape == (T,)
-    np.testing.assert_allclose(
-        result["psnr"], np.asarray(svimg.metrics.psnr(layer_to_video(est.data, rgb=True), clean, per_frame=True))
-    )
-    assert len(widget.figure.axes) == 2 and len(widget.figure.axes[0].lines[0].get_xdata()) == T
-    assert "PSNR" in widget._numbers.value
+    expected = svimg.metrics.evaluate(layer_to_video(est.data, rgb=True), clean)
+    assert result == expected and len(result["psnr_per_frame"]) == T
+    axes = widget.figure.axes
+    assert [len(ax.lines[0].get_xdata()) for ax in axes] == [T, T, T - 1]  # PSNR, SSIM, consistency between frames
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), expected["psnr_per_frame"])
+    assert f"{expected['psnr']:.2f} dB" in widget._numbers.value

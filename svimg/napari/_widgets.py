@@ -29,7 +29,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 
 from svimg.ops import BOUNDARIES
@@ -40,6 +40,22 @@ from ._operator import DEFAULTS, SPATIAL, TEMPORAL, build_operator, degrade, set
 __all__ = ["OperatorControls", "DegradeWidget", "RestoreWidget", "CompareWidget"]
 
 SEED_MAX = 2**31 - 1  # Qt spin boxes hold 32-bit ints
+
+
+def _layer_choice(label: str):
+    """A combo box of the viewer's image layers that stays narrow however long the layer names are."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo = create_widget(annotation=Image, label=label)
+    combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.native.setMinimumContentsLength(16)
+    return combo
+
+
+def _status_label() -> Label:
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    return label
 
 
 def _layer_video(layer: Image | None, what: str):
@@ -125,7 +141,7 @@ class DegradeWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
-        self._image = create_widget(annotation=Image, label="input")
+        self._image = _layer_choice("input")
         self.controls = OperatorControls()
         self._button = PushButton(text="Degrade")
         super().__init__(widgets=[self._image, self.controls, self._button])
@@ -181,7 +197,7 @@ class RestoreWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
-        self._image = create_widget(annotation=Image, label="input")
+        self._image = _layer_choice("input")
         self.controls = OperatorControls()
         devices = _devices()
         self._prior = ComboBox(choices=PRIORS, label="prior")
@@ -195,7 +211,7 @@ class RestoreWidget(Container):
         self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
         self._run_button = PushButton(text="Restore")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._status = Label(value="")
+        self._status = _status_label()
         super().__init__(
             widgets=[
                 self._image, self.controls, self._prior, self._checkpoint, self._nfe, self._eta, self._cg_iters,
@@ -338,10 +354,10 @@ class CompareWidget(Container):
         from matplotlib.figure import Figure
 
         self._viewer = napari_viewer
-        self._image = create_widget(annotation=Image, label="layer")
-        self._reference = create_widget(annotation=Image, label="reference")
+        self._image = _layer_choice("layer")
+        self._reference = _layer_choice("reference")
         self._button = PushButton(text="Compare")
-        self._numbers = Label(value="")
+        self._numbers = _status_label()
         super().__init__(widgets=[self._image, self._reference, self._button, self._numbers])
         self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -350,34 +366,29 @@ class CompareWidget(Container):
         self._button.clicked.connect(_report(self.run))
 
     def run(self) -> dict:
-        """Compute and show the metrics; returns {"psnr": per-frame array, "ssim": ..., "temporal_consistency": ...}."""
+        """Compute and show the metrics; returns :func:`svimg.metrics.evaluate`'s dict (means and ``*_per_frame``)."""
         from svimg import metrics
 
-        x = _layer_video(self._image.value, "layer")
-        ref = _layer_video(self._reference.value, "reference")
-        if x.shape != ref.shape:
-            raise ValueError(f"layer has shape {x.shape} (t, c, y, x) but reference has {ref.shape}; they must match")
-        result = {
-            "psnr": np.atleast_1d(np.asarray(metrics.psnr(x, ref, per_frame=True), dtype=float)),
-            "ssim": np.atleast_1d(np.asarray(metrics.ssim(x, ref, per_frame=True), dtype=float)),
-            "temporal_consistency": float(metrics.temporal_consistency(x, ref)),
-        }
+        result = metrics.evaluate(
+            _layer_video(self._image.value, "layer"), _layer_video(self._reference.value, "reference")
+        )
         self._show(result)
         return result
 
     def _show(self, result: dict):
-        psnr, ssim, tc = result["psnr"], result["ssim"], result["temporal_consistency"]
-        self._numbers.value = (
-            f"PSNR {psnr.mean():.2f} dB   SSIM {ssim.mean():.4f}   temporal consistency {tc:.4g}\n"
-            f"(mean over {psnr.size} frames)"
-        )
+        panels = [("psnr", "PSNR (dB)", 0.0), ("ssim", "SSIM", 0.0)]
+        numbers = [f"PSNR {result['psnr']:.2f} dB", f"SSIM {result['ssim']:.4f}"]
+        if "temporal_consistency" in result:  # needs two frames or more
+            panels.append(("temporal_consistency", "temporal\nconsistency error", 0.5))  # between frames t, t+1
+            numbers.append(f"temporal consistency error {result['temporal_consistency']:.4g}")
+        frames = len(result["psnr_per_frame"])
+        self._numbers.value = "   ".join(numbers) + f"\n(means over {frames} frames; per frame below)"
         self.figure.clear()
-        ax_p, ax_s = self.figure.subplots(2, 1, sharex=True)
-        frames = np.arange(psnr.size)
-        ax_p.plot(frames, psnr, "o-", ms=3)
-        ax_p.set_ylabel("PSNR (dB)")
-        ax_s.plot(frames, ssim, "o-", ms=3, color="C1")
-        ax_s.set_ylabel("SSIM")
-        ax_s.set_xlabel("frame t")
+        axes = self.figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, (key, label, offset), color in zip(axes, panels, ("C0", "C1", "C2")):
+            values = result[f"{key}_per_frame"]
+            ax.plot(np.arange(len(values)) + offset, values, "o-", ms=3, color=color)
+            ax.set_ylabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[-1].set_xlabel("frame t", fontsize=8)
         self.canvas.draw_idle()
-        show_info(self._numbers.value.splitlines()[0])
