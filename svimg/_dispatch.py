@@ -11,10 +11,13 @@ Backends
             half types).  The ground truth the others are tested against.
 ``cython``  ``svimg._kernels._temporal_cpu``: CPU float32/float64, OpenMP over pixels.
 ``triton``  ``svimg._kernels.triton_temporal``: CUDA tensors, or CPU tensors
-            under ``TRITON_INTERPRET=1``.
+            under ``TRITON_INTERPRET=1``; float16/bfloat16/float32/float64
+            storage, float32 (float64) accumulation.  ``cg_engine`` gives CG
+            its fused iterations (``svimg._kernels.triton_cg``).
 
 By default CUDA tensors use Triton when it imports, CPU float32/float64 tensors
-use Cython when the extension is built, anything else uses torch.  The
+use Cython when the extension is built, anything else (and any tensor that
+needs autograd) uses torch.  The
 environment variable ``SVIMG_BACKEND=torch|cython|triton`` forces one; a forced
 backend that cannot run the input raises instead of silently falling back.
 """
@@ -28,7 +31,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "available_backends", "backend_for", "ell_form", "time_apply"]
+__all__ = ["BACKENDS", "available_backends", "backend_for", "cg_engine", "ell_form", "time_apply"]
 
 BACKENDS = ("torch", "cython", "triton")
 
@@ -41,6 +44,8 @@ def _module(name: str):
             return importlib.import_module("svimg._kernels._temporal_cpu")
         if name == "triton":
             return importlib.import_module("svimg._kernels.triton_temporal")
+        if name == "triton_cg":
+            return importlib.import_module("svimg._kernels.triton_cg")
     except ImportError:
         return None
     return None
@@ -52,16 +57,24 @@ def available_backends() -> list[str]:
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether the Triton kernels were built for the interpreter (TRITON_INTERPRET=1 when triton was imported)."""
+    return bool(getattr(_module("triton"), "INTERPRETED", False))
+
+
+def _needs_autograd(x: torch.Tensor) -> bool:
+    """Only the torch backend records a graph; the fast kernels would silently cut it."""
+    return x.requires_grad and torch.is_grad_enabled()
 
 
 def _supports(name: str, x: torch.Tensor) -> bool:
     if name == "torch":
         return True
-    if _module(name) is None:
+    if _module(name) is None or _needs_autograd(x):
         return False
     if name == "cython":
         return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if x.dtype not in _module("triton").DTYPES:
+        return False
     return x.device.type == "cuda" or (x.device.type == "cpu" and _interpreting())
 
 
@@ -72,10 +85,14 @@ def backend_for(x: torch.Tensor) -> str:
         if forced not in BACKENDS:
             raise ValueError(f"SVIMG_BACKEND must be one of {BACKENDS}, got {forced!r}")
         if not _supports(forced, x):
-            why = "it is not installed" if _module(forced) is None and forced != "torch" else (
-                f"it does not run {x.dtype} tensors on {x.device.type}"
-                + (" (set TRITON_INTERPRET=1 for CPU tensors)" if forced == "triton" else "")
-            )
+            if _module(forced) is None:
+                why = "it is not installed"
+            elif _needs_autograd(x):
+                why = "the input requires grad and only the torch backend supports autograd"
+            else:
+                why = f"it does not run {x.dtype} tensors on {x.device.type}" + (
+                    " (CPU tensors need TRITON_INTERPRET=1 set before triton is imported)" if forced == "triton" else ""
+                )
             raise RuntimeError(f"SVIMG_BACKEND={forced} was requested but {why}")
         return forced
     if x.device.type == "cuda" and _supports("triton", x):
@@ -117,7 +134,7 @@ def time_apply(x: torch.Tensor, M: np.ndarray) -> torch.Tensor:
     backend = backend_for(x)
     if backend == "torch":
         work = x2d if x.dtype in (torch.float32, torch.float64) else x2d.float()
-        out = torch.as_tensor(M, dtype=work.dtype, device=x.device) @ work
+        out = torch.tensor(M, dtype=work.dtype, device=x.device) @ work  # a copy: M is a read-only cached array
         out = out.to(x.dtype)
     else:
         cols, weights = ell_form(M)
@@ -130,3 +147,18 @@ def _run_kernel(backend: str, x2d: torch.Tensor, cols: np.ndarray, weights: np.n
     if backend == "cython":
         return torch.from_numpy(_module("cython").band_apply(x2d.detach().contiguous().numpy(), cols, weights))
     return _module("triton").band_apply(x2d.contiguous(), cols, weights)
+
+
+def cg_engine(M: np.ndarray, b2d: torch.Tensor, x0_2d: torch.Tensor):
+    """Fused Triton CG state for ``H = M`` along time on (T, P) tensors, or None where it does not apply.
+
+    It applies when the backend for ``b2d`` is Triton and ``x0_2d`` matches
+    ``b2d`` in shape, dtype and device; otherwise CG runs the torch engine
+    (which reaches the Cython/torch kernels through ``time_apply``).
+    """
+    if backend_for(b2d) != "triton" or _module("triton_cg") is None:
+        return None
+    if x0_2d.shape != b2d.shape or x0_2d.dtype != b2d.dtype or x0_2d.device != b2d.device or _needs_autograd(x0_2d):
+        return None
+    cols, weights = ell_form(M)
+    return _module("triton_cg").FusedCG(cols, weights, b2d, x0_2d)

@@ -4,13 +4,25 @@ Solves ``H x = b`` for a symmetric positive (semi-)definite H given as a functio
 Inner products run over every axis, time included: the temporal PSF couples
 frames, so splitting the video into independent frames (as image toolkits do
 along the batch axis) would solve a different problem.
+
+Two engines run the same recurrence.  The torch engine calls H and is the
+reference.  When H is the normal system of a temporal PSF (possibly scaled,
+possibly gamma-regularised), H is one banded T x T matrix along time; if the
+Triton backend runs ``b`` (:func:`svimg._dispatch.cg_engine`), fused kernels
+do each iteration in three launches (:mod:`svimg._kernels.triton_cg`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+import numpy as np
 import torch
+
+from .. import _dispatch
+from ..ops.base import Scaled
+from ..ops.temporal import TemporalPSF
 
 __all__ = ["conjugate_gradient", "normal_system"]
 
@@ -20,18 +32,90 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sum(a * b, dtype=torch.float64)
 
 
+class _NormalSystem:
+    """H v = A^T A v, or v + gamma A^T A v: callable like a function, and able to say
+    when it is a single T x T matrix along time (see :meth:`time_matrix`)."""
+
+    def __init__(self, op, gamma: float | None):
+        self.op, self.gamma = op, gamma
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        n = self.op.normal(v)
+        return n if self.gamma is None else v + self.gamma * n
+
+    def time_matrix(self, T: int) -> np.ndarray | None:
+        """H as a T x T float64 matrix along time when A is a (scaled) TemporalPSF, else None."""
+        op, scale = self.op, 1.0
+        while isinstance(op, Scaled):
+            op, scale = op.op, scale * op.scale
+        if not isinstance(op, TemporalPSF):
+            return None
+        N = scale**2 * op._normal_matrix(T)
+        return N if self.gamma is None else np.eye(T) + self.gamma * N
+
+
 def normal_system(op, y: torch.Tensor, x0: torch.Tensor | None, gamma: float | None):
     """The system CG solves for a data step.
 
     Without ``gamma``: ``A^T A x = A^T y``.  With ``gamma`` (DDS's regularised
     form for noisy data): ``(I + gamma A^T A) x = x0 + gamma A^T y``.
-    Returns ``(H, b)`` with H a function.
+    Returns ``(H, b)`` with H a callable ``H(v)``.
     """
     aty = op.adjoint(y)
     if gamma is None:
-        return op.normal, aty
+        return _NormalSystem(op, None), aty
     g = float(gamma)
-    return (lambda v: v + g * op.normal(v)), x0 + g * aty
+    return _NormalSystem(op, g), x0 + g * aty
+
+
+class _TorchCG:
+    """The reference engine: H is any function, inner products in float64 (see conjugate_gradient)."""
+
+    def __init__(self, H, b: torch.Tensor, x0: torch.Tensor):
+        self.H, self.b, self.x = H, b, x0.clone()
+
+    def start(self) -> float:
+        self.r = self.b - self.H(self.x)
+        self.p = self.r.clone()
+        self.rs = _dot(self.r, self.r)
+        return float(self.rs)
+
+    def step(self) -> tuple[float, float]:
+        Hp = self.H(self.p)
+        curvature = _dot(self.p, Hp)
+        if curvature <= 0:
+            return float(curvature), float(self.rs)
+        alpha = (self.rs / curvature).to(self.x.dtype)
+        self.x.add_(alpha * self.p)
+        self.r.sub_(alpha * Hp)
+        rs_new = _dot(self.r, self.r)
+        self.p = self.r + (rs_new / self.rs).to(self.x.dtype) * self.p
+        self.rs = rs_new
+        return float(curvature), float(rs_new)
+
+
+class _FusedCG:
+    """Adapter from the Triton engine's (T, P) view to b's shape."""
+
+    def __init__(self, engine, shape):
+        self.engine, self.x = engine, engine.x.view(shape)
+
+    def start(self) -> float:
+        return self.engine.start()
+
+    def step(self) -> tuple[float, float]:
+        return self.engine.step()
+
+
+def _engine(H, b: torch.Tensor, x0: torch.Tensor):
+    """The fused engine when H is one matrix along time and the Triton backend runs b, else torch."""
+    time_matrix = getattr(H, "time_matrix", None)
+    if time_matrix is not None and b.ndim >= 1 and b.numel() and x0.shape == b.shape:
+        M = time_matrix(b.shape[0])
+        fused = None if M is None else _dispatch.cg_engine(M, b.reshape(b.shape[0], -1), x0.reshape(b.shape[0], -1))
+        if fused is not None:
+            return _FusedCG(fused, b.shape)
+    return _TorchCG(H, b, x0)
 
 
 def conjugate_gradient(
@@ -54,26 +138,21 @@ def conjugate_gradient(
     stops once ||r|| < ``tol`` (also when the residual or the curvature
     <p, H p> is exactly zero).  ``callback(k, x_k, ||r_k||)`` runs after each
     iteration.  Returns the iterate and the residual norms ||r_0||, ||r_1||, ...
+
+    H from :func:`normal_system` for a (scaled) TemporalPSF runs fused Triton
+    kernels when the Triton backend handles ``b`` (same results up to float
+    rounding); any other H runs the torch reference.
     """
-    x = x0.clone()
-    r = b - H(x)
-    p = r.clone()
-    rs = _dot(r, r)
-    history = [float(rs.sqrt())]
+    engine = _engine(H, b, x0)
+    rs = engine.start()
+    history = [math.sqrt(rs)]
     for k in range(1, n_iter + 1):
         if history[-1] < tol or rs == 0:
             break
-        Hp = H(p)
-        curvature = _dot(p, Hp)
+        curvature, rs = engine.step()
         if curvature <= 0:
             break
-        alpha = (rs / curvature).to(x.dtype)
-        x.add_(alpha * p)
-        r.sub_(alpha * Hp)
-        rs_new = _dot(r, r)
-        history.append(float(rs_new.sqrt()))
+        history.append(math.sqrt(rs))
         if callback is not None:
-            callback(k, x, history[-1])
-        p = r + (rs_new / rs).to(x.dtype) * p
-        rs = rs_new
-    return x, history
+            callback(k, engine.x, history[-1])
+    return engine.x, history
