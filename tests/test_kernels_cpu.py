@@ -1,0 +1,196 @@
+"""The Cython CPU kernel (svimg._kernels._temporal_cpu): against the torch reference, GIL release, dispatch."""
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import svimg
+from _opcheck import one_torch_thread  # noqa: F401 (autouse fixture)
+from svimg import _dispatch
+from svimg.ops import BOUNDARIES, TemporalPSF
+
+kernel_module = pytest.importorskip("svimg._kernels._temporal_cpu", reason="the Cython extension is not built")
+band_apply = kernel_module.band_apply
+
+PSFS = {
+    "uniform7": lambda b: TemporalPSF(7, boundary=b),
+    "uniform13": lambda b: TemporalPSF(13, boundary=b),
+    "gauss1": lambda b: TemporalPSF.gaussian(1.0, boundary=b),
+    "asym4": lambda b: TemporalPSF(kernel=[0.5, -0.2, 1.0, 0.3], boundary=b, normalize=False),
+}
+# (T, P): T = 1, T below the kernel width, odd P, P across several 512-pixel blocks, and one volume large
+# enough for the parallel (OpenMP) path.
+SHAPES = [(1, 1), (1, 9), (3, 7), (5, 513), (16, 1031), (16, 20_011)]
+
+
+def _matrices(op, T):
+    M = op.matrix(T)
+    return {"forward": M, "adjoint": M.T, "normal": M.T @ M}
+
+
+def _torch_reference(x, M, monkeypatch):
+    monkeypatch.setenv("SVIMG_BACKEND", "torch")
+    return _dispatch.time_apply(torch.from_numpy(x), M).numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("psf", list(PSFS))
+def test_matches_torch_reference(psf, boundary, dtype, monkeypatch):
+    """Forward, adjoint and fused normal tables: within 1e-6 of the dense torch product (relative to its max)."""
+    op = PSFS[psf](boundary)
+    rng = np.random.default_rng(0)
+    for T, P in SHAPES:
+        x = rng.standard_normal((T, P)).astype(dtype)
+        for kind, M in _matrices(op, T).items():
+            got = band_apply(x, *_dispatch.ell_form(M))
+            ref = _torch_reference(x, M, monkeypatch)
+            assert got.dtype == dtype and got.shape == (T, P)
+            scale = max(np.abs(ref).max(), 1e-30)
+            assert np.abs(got - ref).max() <= 1e-6 * scale, f"{kind} T={T} P={P}"
+
+
+def test_float64_is_exact_to_rounding(monkeypatch):
+    op = TemporalPSF.gaussian(1.0, boundary="reflect")
+    x = np.random.default_rng(1).standard_normal((16, 4097))
+    M = op.matrix(16).T @ op.matrix(16)
+    np.testing.assert_allclose(band_apply(x, *_dispatch.ell_form(M)), _torch_reference(x, M, monkeypatch), rtol=1e-13, atol=1e-14)
+
+
+def test_inputs_are_read_only_and_may_be_strided():
+    x = np.random.default_rng(2).standard_normal((8, 40))
+    x_copy = x.copy()
+    cols, weights = _dispatch.ell_form(TemporalPSF(7, boundary="zero").matrix(8))
+    strided = band_apply(x[:, ::2], cols, weights)
+    np.testing.assert_array_equal(x, x_copy)
+    np.testing.assert_allclose(strided, TemporalPSF(7, boundary="zero").matrix(8) @ x[:, ::2], rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        ((np.zeros((2, 3, 4)), np.zeros((2, 1), np.int32), np.ones((2, 1))), ValueError, r"x must be a \(T, P\) array"),
+        ((np.zeros((2, 3), np.int64), np.zeros((2, 1), np.int32), np.ones((2, 1))), TypeError, "x must be float32 or float64, got int64"),
+        ((np.zeros((2, 3)), np.zeros((3, 1), np.int32), np.ones((3, 1))), ValueError, "ELL tables .* do not fit 2 frames"),
+        ((np.zeros((2, 3)), np.zeros((2, 2), np.int32), np.ones((2, 1))), ValueError, "ELL tables"),
+        ((np.zeros((2, 3)), np.full((2, 1), 2, np.int32), np.ones((2, 1))), ValueError, "ELL column index out of range"),
+        ((np.zeros((2, 3)), np.full((2, 1), -1, np.int32), np.ones((2, 1))), ValueError, "ELL column index out of range"),
+    ],
+)
+def test_bad_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        band_apply(*args)
+
+
+def _big_problem():
+    """Large enough (17 M multiply-adds) for the kernel to run a while on the parallel path."""
+    x = np.random.default_rng(3).random((8, 300_007)).astype(np.float32)
+    return x, _dispatch.ell_form(TemporalPSF(7).matrix(8))
+
+
+def test_releases_the_gil():
+    """With a huge switch interval the main thread never hands the GIL over on its own; a spinning Python thread
+    (which gives the GIL back after every step) can then only advance while the kernel has released it."""
+    x, (cols, weights) = _big_problem()
+    progress, stop = [0], threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            progress[0] += 1
+            time.sleep(0)  # releases the GIL at once
+
+    old_interval = sys.getswitchinterval()
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    sys.setswitchinterval(1000.0)
+    advanced = []
+    try:
+        for _ in range(20):  # the OS may not schedule the spinner during one call on a busy machine; it will in 20
+            before = progress[0]
+            band_apply(x, cols, weights)
+            advanced.append(progress[0] - before)
+            if advanced[-1]:
+                break
+    finally:
+        sys.setswitchinterval(old_interval)
+        stop.set()
+        thread.join()
+    assert max(advanced) > 0
+
+
+def test_two_threads_run_it_concurrently():
+    x, (cols, weights) = _big_problem()
+    inputs = [x, x[::-1].copy(), 2 * x, x + 1]
+    expected = [band_apply(v, cols, weights) for v in inputs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda v: band_apply(v, cols, weights), inputs))
+    for got, ref in zip(results, expected):
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_extension_is_built_with_openmp():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("checks the ELF imports")
+    with open(kernel_module.__file__, "rb") as so:
+        assert b"GOMP_parallel" in so.read()
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record every call that reaches the Cython kernel."""
+    monkeypatch.delenv("SVIMG_BACKEND", raising=False)
+    calls = []
+    original = kernel_module.band_apply
+
+    def recording(x, cols, weights):
+        calls.append(x.dtype)
+        return original(x, cols, weights)
+
+    monkeypatch.setattr(kernel_module, "band_apply", recording)
+    return calls
+
+
+def test_dispatch_uses_cython_for_cpu_tensors_and_numpy(spy):
+    op = TemporalPSF(7, boundary="reflect")
+    for dtype in (torch.float32, torch.float64):
+        assert _dispatch.backend_for(torch.zeros(2, 2, dtype=dtype)) == "cython"
+    x = np.random.default_rng(0).random((6, 2, 4, 4)).astype(np.float32)
+    y = svimg.forward_op(x, op)
+    svimg.adjoint_op(y, op)
+    op.normal(torch.from_numpy(x).double())
+    assert spy == [np.float32, np.float32, np.float64]
+
+
+def test_dispatch_falls_back_to_torch(spy, monkeypatch):
+    """float16 is not a Cython dtype, and a tensor that needs autograd must stay in torch (gradients are right)."""
+    op = TemporalPSF(kernel=[0.5, -0.2, 1.0, 0.3], boundary="zero", normalize=False)
+    half = torch.rand(5, 1, 2, 2).half()
+    assert _dispatch.backend_for(half) == "torch"
+    assert op.forward(half).dtype == torch.float16
+    x = torch.rand(5, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert _dispatch.backend_for(x) == "torch"
+    v = torch.rand(5, 1, 2, 2, dtype=torch.float64)
+    (op.forward(x) * v).sum().backward()
+    torch.testing.assert_close(x.grad, op.adjoint(v), rtol=1e-14, atol=1e-15)  # d<Ax, v>/dx = A^T v
+    assert spy == [np.float64]  # only the adjoint above ran in Cython
+    with torch.no_grad():
+        assert _dispatch.backend_for(x) == "cython"
+
+
+def test_forced_backend_errors(monkeypatch):
+    monkeypatch.setenv("SVIMG_BACKEND", "fortran")
+    with pytest.raises(ValueError, match="SVIMG_BACKEND must be one of"):
+        _dispatch.backend_for(torch.zeros(2, 2))
+    monkeypatch.setenv("SVIMG_BACKEND", "cython")
+    with pytest.raises(RuntimeError, match="SVIMG_BACKEND=cython was requested but it does not run torch.float16"):
+        _dispatch.backend_for(torch.zeros(2, 2).half())
+    with pytest.raises(RuntimeError, match="requires grad"):
+        _dispatch.backend_for(torch.zeros(2, 2, requires_grad=True))
