@@ -44,8 +44,8 @@ def _ancestral_coefficients(a_t: float, a_next: float) -> tuple[float, float, fl
             math.sqrt(beta * (1 - a_next) / (1 - a_t)))
 
 
-def _check_differentiable(x0: Tensor) -> None:
-    if not x0.requires_grad:
+def _check_differentiable(eps: Tensor) -> None:
+    if not eps.requires_grad:
         raise RuntimeError("dps needs a prior whose eps is differentiable by autograd; prior.eps returned a detached tensor")
 
 
@@ -65,8 +65,8 @@ def _dps_gradient(x: Tensor, t: int, a_t: float, evaluator, residual_norm) -> tu
         if len(chunks) == 1:
             xg = x.detach().requires_grad_()
             eps = evaluator(xg, t)
+            _check_differentiable(eps)
             x0 = tweedie(xg, eps, a_t).clamp(-1, 1)
-            _check_differentiable(x0)
             (grad,) = torch.autograd.grad(residual_norm(x0), xg)
             return eps.detach(), x0.detach(), grad
         with torch.no_grad():
@@ -77,8 +77,9 @@ def _dps_gradient(x: Tensor, t: int, a_t: float, evaluator, residual_norm) -> tu
         grads = []
         for s in chunks:
             xc = x[s].detach().requires_grad_()
-            x0c = tweedie(xc, evaluator(xc, t), a_t).clamp(-1, 1)
-            _check_differentiable(x0c)
+            eps_c = evaluator(xc, t)
+            _check_differentiable(eps_c)
+            x0c = tweedie(xc, eps_c, a_t).clamp(-1, 1)
             grads.append(torch.autograd.grad(x0c, xc, grad_outputs=g0[s])[0])
         return eps, x0.detach(), torch.cat(grads)
 
