@@ -1,0 +1,7 @@
+"""``python -m svimg.cli`` runs the ``svimg`` command line."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""The ``svimg`` argument parser: one sub-command per job, every option with its default in --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .opspec import GRAMMAR
+
+__all__ = ["build_parser", "frames_arg", "DEMO_OPS"]
+
+DEMO_OPS = ("temporal:uniform:7", "spatial:sr:2")  # the demo's degradation when --op is not given
+
+OP_HELP = f"""\
+operator specs (--op, repeatable, applied in the order given, temporal first as in the paper):
+  {GRAMMAR.replace(' | ', chr(10) + '  ')}
+  BOUNDARY: circular (default), zero, reflect, replicate
+examples:
+  --op temporal:uniform:13                      13-frame box blur in time (circular boundary)
+  --op temporal:gaussian:1.0:reflect --op spatial:sr:4
+                                                Gaussian blur in time, then 4x average pooling
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Show each option's default (unless None/False) and keep the line breaks of descriptions and epilogs."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (exit status 2)."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def frames_arg(text: str):
+    """``N`` (the first N frames) or ``START:STOP`` (either side may be empty)."""
+    try:
+        if ":" in text:
+            start, stop = text.split(":", 1)
+            return (int(start) if start else None, int(stop) if stop else None)
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or START:STOP, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive frame count, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _add_io(p, *, size: bool = True):
+    p.add_argument("--frames", type=frames_arg, default=None, metavar="N|START:STOP",
+                   help="read only these frames of IN (N = the first N); all when omitted")
+    if size:
+        p.add_argument("--size", type=_positive_int, default=None, metavar="PIXELS",
+                       help="centre-crop IN's frames to a square and resize them to PIXELS x PIXELS")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def _add_op(p, default_help: str):
+    p.add_argument("--op", action="append", default=None, metavar="SPEC",
+                   help=f"degradation operator spec (repeatable; see below); default: {default_help}")
+
+
+def _add_method(p):
+    p.add_argument("--method", choices=("dds", "cg", "admm-tv"), default="dds",
+                   help="dds: diffusion prior + CG (the method); cg: CG alone (nfe x cg-iters iterations); "
+                        "admm-tv: ADMM with 3-D total variation")
+    p.add_argument("--tv-lambda", type=float, default=1e-3, metavar="LAMBDA", help="TV weight of --method admm-tv")
+    p.add_argument("--tv-rho", type=float, default=1.0, metavar="RHO", help="ADMM penalty of --method admm-tv")
+
+
+def _add_sampler(p):
+    p.add_argument("--nfe", type=_positive_int, default=20, help="prior evaluations (diffusion steps)")
+    p.add_argument("--eta", type=_nonneg_float, default=0.15, help="share of fresh noise when re-noising, in [0, 1]")
+    p.add_argument("--cg-iters", type=int, default=5, metavar="N", help="CG iterations per diffusion step")
+    p.add_argument("--gamma", type=float, default=None, metavar="G",
+                   help="data weight of the regularised step (I + G A^T A) x = x0 + G A^T y, for noisy data; "
+                        "None solves A^T A x = A^T y")
+    p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
+                   help="which noise draws are shared by all frames (batch = the method)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")
+    p.add_argument("--prior", default="bundled", metavar="SPEC",
+                   help="image prior: bundled | adm:PATH | diffusers:PATH")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                   help="most frames per prior evaluation (memory); all at once when omitted")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="svimg", formatter_class=_Formatter,
+                     description="Restore videos with an image diffusion prior (batch-consistent DDS).")
+    parser.add_argument("--version", action="version", version=f"svimg {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("degrade", formatter_class=_Formatter, epilog=OP_HELP,
+                       help="apply a degradation (y = A x + noise) to a video",
+                       description="Degrade IN with the operators given by --op, optionally add Gaussian noise, "
+                                   "and write OUT (.zarr, .tif, .npy, .npz, .mp4, .gif). OUT records the "
+                                   "operator so that `svimg restore` can reuse it.")
+    p.add_argument("input", metavar="IN", help="video, TIFF stack, zarr store or .npy/.npz file")
+    p.add_argument("output", metavar="OUT", help="where to write the degraded video")
+    p.add_argument("--op", action="append", required=True, metavar="SPEC",
+                   help="degradation operator spec (repeatable; see below)")
+    p.add_argument("--noise", type=_nonneg_float, default=0.0, metavar="SIGMA",
+                   help="standard deviation of additive Gaussian noise (values in [0, 1])")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the noise")
+    _add_io(p)
+
+    p = sub.add_parser("restore", formatter_class=_Formatter, epilog=OP_HELP,
+                       help="restore a degraded video",
+                       description="Restore IN (a measurement y = A x) and write the estimate of x to OUT. "
+                                   "Ctrl-C or SIGTERM leaves no partial OUT.")
+    p.add_argument("input", metavar="IN", help="the degraded video")
+    p.add_argument("output", metavar="OUT", help="where to write the restoration")
+    _add_op(p, "the operator recorded in IN by `svimg degrade`")
+    _add_method(p)
+    _add_sampler(p)
+    _add_io(p, size=False)
+
+    p = sub.add_parser("evaluate", formatter_class=_Formatter,
+                       help="PSNR / SSIM / temporal consistency of a result against the truth",
+                       description="Compare RESTORED with TRUTH frame by frame. temporal error = RMS of the "
+                                   "difference between consecutive-frame changes (lower is better).")
+    p.add_argument("restored", metavar="RESTORED")
+    p.add_argument("truth", metavar="TRUTH")
+    p.add_argument("--json", action="store_true", help="print JSON (with per-frame values) instead of a table")
+    p.add_argument("--per-frame", action="store_true", help="also print per-frame values in the table")
+    p.add_argument("--frames", type=frames_arg, default=None, metavar="N|START:STOP",
+                   help="compare only these frames of both videos")
+    p.add_argument("--lpips", nargs="+", default=None, metavar="WEIGHTS",
+                   help="also report LPIPS, with local AlexNet + LPIPS weight files (never downloaded)")
+
+    p = sub.add_parser("demo", formatter_class=_Formatter, epilog=OP_HELP,
+                       help="degrade a sample clip, restore it with CG alone and with svimg, compare",
+                       description="Degrade a clip the prior never saw, restore it with CG alone and with the "
+                                   "diffusion prior, print the metrics and write demo.png (truth / degraded / "
+                                   "CG / svimg for a few frames), demo.mp4 (side by side), the videos as .zarr "
+                                   "and metrics.json into --out.")
+    p.add_argument("--out", default="svimg-demo", metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--clip", default="carphone", help="sample clip (svimg.data.clip name)")
+    p.add_argument("--start", type=int, default=0, help="first frame of the clip")
+    p.add_argument("--frames", type=_positive_int, default=16, help="number of frames")
+    p.add_argument("--size", type=_positive_int, default=64, metavar="PIXELS",
+                   help="frames are centre-cropped and resized to PIXELS x PIXELS")
+    p.add_argument("--noise", type=_nonneg_float, default=0.0, metavar="SIGMA",
+                   help="standard deviation of additive Gaussian measurement noise")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier demo files in DIR")
+    _add_op(p, " ".join(DEMO_OPS))
+    _add_sampler(p)
+    return parser
