@@ -332,6 +332,22 @@ def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
 
 
 @needs_display
+def test_restore_with_a_bad_checkpoint_reports_and_adds_nothing(viewer, qtbot, tmp_path):
+    layer = _add(viewer, _video(False), "clip")
+    widget = _dock(viewer, "Restore")
+    widget._prior.value = "adm"
+    with pytest.raises(ValueError, match="choose the checkpoint file"):
+        widget.prior_spec()
+    missing = tmp_path / "missing.pt"
+    widget._checkpoint.value = missing
+    assert widget.prior_spec() == f"adm:{missing}"
+    n_before = len(viewer.layers)
+    _run_restore(qtbot, widget, layer, nfe=2)
+    assert len(viewer.layers) == n_before
+    assert widget._status.value.startswith("failed:") and "missing.pt" in widget._status.value
+
+
+@needs_display
 def test_compare_widget_plots_per_frame_metrics(viewer):
     import svimg.metrics
 

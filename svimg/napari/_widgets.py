@@ -181,7 +181,7 @@ def _devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-PRIORS = [("bundled", "bundled"), ("ADM checkpoint file", "adm"), ("diffusers model folder", "diffusers")]
+PRIORS = [("bundled", "bundled"), ("checkpoint file (ADM or svimg)", "adm"), ("diffusers model folder", "diffusers")]
 NOISE_MODES = ("batch", "initial", "independent")
 
 
@@ -290,10 +290,12 @@ class RestoreWidget(Container):
         self._preview_name = f"{layer.name} [restoring]"
         self.steps_done = 0
         self._pbar = progress(total=nfe, desc=f"svimg restore {layer.name}")
-        self.worker = create_worker(_restore, video, op, spec, params, callback, _start_thread=False)
-        self.worker.returned.connect(lambda result: self._on_returned(result, name, spec))
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
+        handlers = {  # an "errored" handler also stops napari from re-raising the worker's exception
+            "returned": lambda result: self._on_returned(result, name, spec),
+            "errored": self._on_errored,
+            "finished": self._on_finished,
+        }
+        self.worker = create_worker(_restore, video, op, spec, params, callback, _connect=handlers, _start_thread=False)
         self._run_button.enabled, self._cancel_button.enabled = False, True
         self._status.value = f"restoring {layer.name}: loading the prior"
         self.worker.start()
