@@ -69,9 +69,12 @@ class NetworkPrior:
         """Name and weights hash, for result attrs."""
         return {"name": self.name, "sha256": self.sha256}
 
-    @torch.no_grad()
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Predicted noise eps_theta(x_t, t) for a batch; see the class docstring."""
+        """Predicted noise eps_theta(x_t, t) for a batch; see the class docstring.
+
+        Differentiable in x_t (DPS back-propagates through it); the weights never need grad, so
+        a call on an x_t that does not require grad records no graph.
+        """
         if not isinstance(x_t, torch.Tensor) or x_t.ndim != 4 or x_t.shape[1] != self.channels:
             shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
             raise ValueError(f"x_t must be a (B, {self.channels}, H, W) tensor, got {shape}")
