@@ -8,7 +8,6 @@ npe2's test plugin manager, so the tests see exactly this plugin.
 
 import importlib.metadata
 import importlib.resources
-import json
 import os
 import sys
 
@@ -22,7 +21,7 @@ pytest.importorskip("pytestqt")
 import svimg  # noqa: E402
 import svimg.io  # noqa: E402
 from svimg.napari._layers import layer_to_video, video_to_layer  # noqa: E402
-from svimg.napari._operator import METADATA_KEY, build_operator  # noqa: E402
+from svimg.napari._operator import OP_SPEC_ATTR, build_operator, settings_from_specs, settings_to_specs  # noqa: E402
 
 pytestmark = pytest.mark.napari
 
@@ -115,10 +114,20 @@ def test_build_operator_composes_temporal_first():
     x = np.random.default_rng(1).random((T, 1, H, W)).astype(np.float32)
     expected = svimg.forward_op(svimg.forward_op(x, svimg.ops.TemporalPSF.gaussian(1.0)), svimg.ops.Downsample(2))
     np.testing.assert_allclose(svimg.forward_op(x, op), expected, rtol=1e-6)
-    with pytest.raises(ValueError, match="both 'none'"):
+    with pytest.raises(ValueError, match="no operator given"):
         build_operator({"temporal": "none", "spatial": "none"})
     with pytest.raises(ValueError, match="unknown key"):
         build_operator({"widht": 3})
+
+
+def test_settings_and_cli_specs_round_trip():
+    settings = {"temporal": "uniform", "width": 13, "boundary": "zero", "spatial": "mask", "ratio": 0.25, "mask_seed": 3}
+    specs = settings_to_specs(settings)
+    assert specs == ["temporal:uniform:13:zero", "spatial:mask:0.25:3"]
+    assert settings_from_specs(", ".join(specs)) == {**settings_from_specs("temporal:uniform:7"), **settings}
+    assert settings_from_specs("spatial:sr:4, temporal:gaussian:1.5")["sigma"] == 1.5  # any order, CLI defaults
+    for unusable in (None, "", "spatial:sr:2, spatial:sr:2", "temporal:box:3"):
+        assert settings_from_specs(unusable) is None
 
 
 # -- reader and writer (npe2, no viewer) ---------------------------------------------------------------
@@ -187,16 +196,18 @@ def test_reader_declines_other_files(tmp_path):
 
 @pytest.mark.parametrize("rgb", [False, True])
 def test_writer_round_trips(plugin, tmp_path, rgb):
-    video = svimg.forward_op(_video(rgb), svimg.ops.TemporalPSF(3))
-    data, kwargs, _ = video_to_layer(video, name="blurred")
+    from svimg.napari._operator import degrade
+
+    data, kwargs, _ = degrade(_video(rgb), {"temporal": "uniform", "width": 3}, "clip")
     path = tmp_path / "out.zarr"
     written = npe2.write(str(path), [(data, kwargs, "image")], plugin_name="svimg")
     assert written == [str(path)]
     (back, back_kwargs, _), = npe2.read([str(path)], plugin_name="svimg", stack=False)
     np.testing.assert_array_equal(np.asarray(back), data)
     assert back_kwargs["rgb"] is rgb
-    for key in ("svimg_operation", "svimg_operator", "svimg_parameters"):
+    for key in ("svimg_operation", "svimg_operator", "svimg_parameters", OP_SPEC_ATTR):
         assert back_kwargs["metadata"][key] == kwargs["metadata"][key]
+    assert svimg.io.load(path).attrs[OP_SPEC_ATTR] == "temporal:uniform:3:circular"  # what `svimg restore` reads
     with pytest.raises(Exception, match="exist"):
         npe2.write(str(path), [(data, kwargs, "image")], plugin_name="svimg")
 
@@ -240,7 +251,7 @@ def test_degrade_widget_adds_the_degraded_layer(viewer):
     expected = svimg.forward_op(_video(True), build_operator(settings)).values.transpose(0, 2, 3, 1)
     np.testing.assert_allclose(layer.data, expected, rtol=1e-6)
     assert tuple(layer.scale[1:]) == (2, 2)
-    assert json.loads(layer.metadata[METADATA_KEY])["spatial"] == "downsample"
+    assert layer.metadata[OP_SPEC_ATTR] == "temporal:gaussian:1.0:reflect, spatial:sr:2"  # as `svimg degrade` records it
     # The Restore widget presets its operator from that metadata.
     restore = _dock(viewer, "Restore")
     restore._image.value = layer

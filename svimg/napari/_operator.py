@@ -1,31 +1,32 @@
-"""Degradation settings (what the Degrade and Restore widgets show) <-> an svimg operator.
+"""Degradation settings (what the Degrade and Restore widgets show) <-> operator specs <-> an svimg operator.
 
-The settings are a flat dict of plain values, so they can travel in layer
-metadata and zarr attrs (as JSON under :data:`METADATA_KEY`): a layer made by
-the Degrade widget or the sample data tells the Restore widget which operator
-produced it.  Temporal first, then spatial: ``op = spatial @ temporal``.
+The widgets hold a flat dict of plain values (:data:`DEFAULTS`).  It is written
+as the command line's operator specs (:mod:`svimg.cli.opspec`, e.g.
+``["temporal:uniform:7:circular", "spatial:sr:4"]``), built by that parser, and
+recorded in layer metadata under the attribute ``svimg degrade`` writes
+(``svimg_op_spec``).  So a stack degraded in napari and saved restores with
+``svimg restore`` without ``--op``, and a store written by ``svimg degrade``
+opens in napari with the Restore widget preset.
 """
 
 from __future__ import annotations
 
-import json
-
 import svimg
-from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, RandomMask, TemporalPSF
+from svimg.cli._commands import OP_SPEC_ATTR
+from svimg.cli.opspec import parse_op, parse_ops
 
 from ._layers import video_to_layer
 
 __all__ = [
-    "DEFAULTS", "TEMPORAL", "SPATIAL", "METADATA_KEY",
-    "build_operator", "degrade", "settings_from_metadata", "settings_metadata",
+    "DEFAULTS", "TEMPORAL", "SPATIAL", "OP_SPEC_ATTR",
+    "settings_to_specs", "settings_from_specs", "build_operator", "degrade",
 ]
 
 TEMPORAL = ("uniform", "gaussian", "none")
 SPATIAL = ("none", "blur", "downsample", "mask")
-METADATA_KEY = "svimg_napari_operator"
 
 DEFAULTS = {
-    "temporal": "uniform",  # TemporalPSF(width) | TemporalPSF.gaussian(sigma) | none
+    "temporal": "uniform",  # TemporalPSF.uniform(width) | TemporalPSF.gaussian(sigma) | none
     "width": 7,
     "sigma": 1.0,
     "boundary": "circular",
@@ -37,74 +38,81 @@ DEFAULTS = {
     "mask_seed": 0,
 }
 
+# spec kind -> (settings key, its choice, the settings holding the spec's fields, in order)
+_SPECS = {
+    "temporal:uniform": ("temporal", "uniform", ("width", "boundary")),
+    "temporal:gaussian": ("temporal", "gaussian", ("sigma", "boundary")),
+    "spatial:blur": ("spatial", "blur", ("blur_size", "blur_sigma")),
+    "spatial:sr": ("spatial", "downsample", ("factor",)),
+    "spatial:mask": ("spatial", "mask", ("ratio", "mask_seed")),
+}
+_KIND = {(group, choice): kind for kind, (group, choice, _) in _SPECS.items()}
 
-def _choice(settings: dict, key: str, allowed: tuple) -> str:
-    value = settings[key]
-    if value not in allowed:
-        raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
-    return value
 
-
-def build_operator(settings: dict):
-    """The operator ``spatial @ temporal`` described by ``settings`` (missing keys take :data:`DEFAULTS`).
-
-    Raises ValueError for an unknown key or choice, and when both parts are
-    "none" (the identity degrades nothing).
-    """
+def _complete(settings: dict) -> dict:
     unknown = set(settings) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"settings has unknown key(s) {sorted(unknown)}; expected keys among {sorted(DEFAULTS)}")
     s = {**DEFAULTS, **settings}
-    temporal, spatial = _choice(s, "temporal", TEMPORAL), _choice(s, "spatial", SPATIAL)
-    _choice(s, "boundary", BOUNDARIES)
-    if temporal == spatial == "none":
-        raise ValueError("temporal and spatial are both 'none'; choose at least one degradation")
-    parts = []
-    if temporal == "uniform":
-        parts.append(TemporalPSF.uniform(s["width"], boundary=s["boundary"]))
-    elif temporal == "gaussian":
-        parts.append(TemporalPSF.gaussian(s["sigma"], boundary=s["boundary"]))
-    if spatial == "blur":
-        parts.append(GaussianBlur(s["blur_size"], s["blur_sigma"]))
-    elif spatial == "downsample":
-        parts.append(Downsample(s["factor"]))
-    elif spatial == "mask":
-        parts.append(RandomMask(s["ratio"], seed=s["mask_seed"]))
-    op = parts[0]
-    for outer in parts[1:]:
-        op = outer @ op
-    return op
+    for group, allowed in (("temporal", TEMPORAL), ("spatial", SPATIAL)):
+        if s[group] not in allowed:
+            raise ValueError(f"{group} must be one of {allowed}, got {s[group]!r}")
+    return s
 
 
-def settings_from_metadata(metadata: dict) -> dict | None:
-    """The settings stored in a layer's metadata by :func:`settings_metadata`, or None when absent or unreadable."""
-    raw = (metadata or {}).get(METADATA_KEY)
-    if not isinstance(raw, str):
+def settings_to_specs(settings: dict) -> list[str]:
+    """The operator specs for ``settings`` (missing keys take :data:`DEFAULTS`): temporal first, then spatial."""
+    s = _complete(settings)
+    specs = []
+    for group in ("temporal", "spatial"):
+        if s[group] != "none":
+            kind = _KIND[group, s[group]]
+            specs.append(":".join([kind, *(str(s[key]) for key in _SPECS[kind][2])]))
+    return specs
+
+
+def settings_from_specs(text) -> dict | None:
+    """Settings for a ``"spec, spec"`` string, or None when it is missing, malformed, or not one optional
+    temporal plus one optional spatial operator (what the widgets can show)."""
+    if not isinstance(text, str):
         return None
-    try:
-        settings = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return settings if isinstance(settings, dict) and set(settings) <= set(DEFAULTS) else None
+    settings = {**DEFAULTS, "temporal": "none", "spatial": "none"}
+    for spec in (s.strip() for s in text.split(",") if s.strip()):
+        try:
+            parse_op(spec)
+        except (ValueError, TypeError):
+            return None
+        parts = [p.strip() for p in spec.split(":")]
+        group, choice, keys = _SPECS[":".join(parts[:2]).lower()]
+        if settings[group] != "none":
+            return None
+        settings[group] = choice
+        for key, field in zip(keys, parts[2:]):
+            settings[key] = type(DEFAULTS[key])(field)
+    return settings if (settings["temporal"], settings["spatial"]) != ("none", "none") else None
 
 
-def settings_metadata(settings: dict) -> dict:
-    """``{METADATA_KEY: json}``: layer metadata recording the degradation ``settings`` (zarr-friendly)."""
-    return {METADATA_KEY: json.dumps({**DEFAULTS, **settings}, sort_keys=True)}
+def build_operator(settings: dict):
+    """The operator ``spatial @ temporal`` of ``settings``, built by :func:`svimg.cli.opspec.parse_ops`.
+
+    ValueError for an unknown key or choice, a bad value, or no degradation at all.
+    """
+    return parse_ops(settings_to_specs(settings))
 
 
 def degrade(video, settings: dict, name: str) -> tuple:
     """``svimg.forward_op(video, build_operator(settings))`` as an image ``LayerDataTuple``.
 
-    The layer is named ``"{name} * {op!r}"``, carries the provenance attrs plus
-    :func:`settings_metadata`, and a downsampled result gets scale f and
-    translate (f - 1) / 2 in y and x so it overlays the full-resolution input.
+    The layer is named ``"{name} * {op!r}"`` and carries the provenance attrs
+    plus the specs under ``svimg_op_spec``; a downsampled result gets scale f
+    and translate (f - 1) / 2 in y and x so it overlays the full-resolution input.
     """
-    s = {**DEFAULTS, **settings}
-    op = build_operator(s)
+    s = _complete(settings)
+    specs = settings_to_specs(s)
+    op = parse_ops(specs)
     placement = {}
     if s["spatial"] == "downsample":
         f = s["factor"]
         placement = {"scale": (1, f, f), "translate": (0, (f - 1) / 2, (f - 1) / 2)}
     y = svimg.forward_op(video, op)
-    return video_to_layer(y, name=f"{name} * {op!r}", metadata=settings_metadata(s), **placement)
+    return video_to_layer(y, name=f"{name} * {op!r}", metadata={OP_SPEC_ATTR: ", ".join(specs)}, **placement)

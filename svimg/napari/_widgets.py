@@ -35,7 +35,7 @@ from qtpy.QtCore import QObject, Signal
 from svimg.ops import BOUNDARIES
 
 from ._layers import AXIS_LABELS, layer_to_video, tcyx_to_layer_data, video_to_layer
-from ._operator import DEFAULTS, SPATIAL, TEMPORAL, build_operator, degrade, settings_from_metadata
+from ._operator import DEFAULTS, OP_SPEC_ATTR, SPATIAL, TEMPORAL, build_operator, degrade, settings_from_specs
 
 __all__ = ["OperatorControls", "DegradeWidget", "RestoreWidget", "CompareWidget"]
 
@@ -233,7 +233,7 @@ class RestoreWidget(Container):
 
     # -- settings -----------------------------------------------------------------
     def _preset_operator(self, layer):
-        settings = settings_from_metadata(layer.metadata) if layer is not None else None
+        settings = settings_from_specs(layer.metadata.get(OP_SPEC_ATTR)) if layer is not None else None
         if settings is not None:
             self.controls.apply(settings)
 
