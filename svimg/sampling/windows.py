@@ -332,7 +332,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         Frames per window (default 16).
     overlap : int or None
         Frames shared by neighbouring windows, at least the PSF support and less
-        than ``window``; None uses ``max(support, window // 4)``.
+        than ``window``; None uses ``max(support, window // 2)``.
     out : None or path ending in ``.zarr``
         None returns the result in memory as ``y``'s type.  A path writes the
         result there frame by frame and returns it as a lazy DataArray; calling
@@ -366,7 +366,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     psf, spatial = split_temporal(op)
     support = psf.support if psf is not None else 1
     if overlap is None:
-        overlap = max(support, window // 4)
+        overlap = max(support, window // 2)
     overlap = check_positive_int(overlap, "overlap", minimum=0)
     if overlap < support:
         raise ValueError(f"overlap must be at least the PSF support ({support} frames), got {overlap}")
