@@ -5,6 +5,8 @@ import torch
 
 import svimg.priors as priors
 
+from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
+
 diffusers = pytest.importorskip("diffusers")
 
 
