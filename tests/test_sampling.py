@@ -341,3 +341,32 @@ def test_nan_measurement_and_wrong_shape_raise():
         run(Y, Mask(torch.ones(4, 4)))
     with pytest.raises(TypeError, match="op must be"):
         run(Y, "blur")
+
+
+def test_noise_modes_share_the_initial_draw_as_documented():
+    # nfe=1 is the single step (0, -1): no re-noising, so the output is a function of x_T alone.
+    y = torch.zeros(4, C, S, S)
+    frames_equal = {}
+    for noise in ("batch", "initial", "independent"):
+        x = run(y, Identity(), nfe=1, cg_iters=0, noise=noise)
+        frames_equal[noise] = bool(torch.equal(x, x[:1].expand_as(x)))
+    assert frames_equal == {"batch": True, "initial": True, "independent": False}
+
+
+def test_sample_is_the_package_level_function():
+    assert svimg.sample is sample
+
+
+def test_bundled_prior_end_to_end():
+    import svimg.priors
+
+    try:
+        prior = svimg.priors.bundled()
+    except FileNotFoundError:
+        pytest.skip("the bundled prior's weights are not installed")
+    y = svimg.forward_op(rand(3, 1, 16, 16), TemporalPSF(3))
+    x = sample(y, TemporalPSF(3), nfe=2, seed=0, progress=False, device="cpu")  # prior=None -> bundled
+    assert x.shape == (3, 1, 16, 16) and float(x.min()) >= 0 and float(x.max()) <= 1
+    from svimg.baselines import dps
+
+    assert torch.isfinite(dps(y, TemporalPSF(3), prior, nfe=2, seed=0, progress=False)).all()

@@ -63,7 +63,6 @@ class PriorEvaluator:
                 f"only single-channel data can be run through a multi-channel prior (by channel replication)"
             )
         self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
-        self.dtype = getattr(prior, "dtype", None)
 
     def chunks(self, n_frames: int) -> list[slice]:
         """The frame slices evaluated together."""
@@ -71,13 +70,15 @@ class PriorEvaluator:
         return [slice(i, min(i + size, n_frames)) for i in range(0, n_frames, size)]
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """eps for every frame of ``x`` at timestep ``t``, in ``x``'s dtype."""
+        """eps for every frame of ``x`` at timestep ``t``, in ``x``'s dtype.
+
+        ``x`` goes in in the sampler's working dtype (float32/float64); the prior
+        chooses its own compute precision (``prior.dtype``, e.g. autocast on CUDA).
+        """
         return torch.cat([self._eval(x[s], t) for s in self.chunks(x.shape[0])])
 
     def _eval(self, x: torch.Tensor, t: int) -> torch.Tensor:
         inp = x.expand(-1, self.prior_channels, -1, -1) if self.replicate else x
-        if self.dtype is not None:
-            inp = inp.to(self.dtype)
         steps = torch.full((x.shape[0],), int(t), dtype=torch.int64, device=x.device)
         eps = self.prior.eps(inp, steps)
         if tuple(eps.shape) != tuple(inp.shape):
