@@ -1,0 +1,241 @@
+"""Many videos, many machines: restore a folder or a list of clips as Dask tasks, one task per clip.
+
+``restore_many(inputs, out_dir, op)`` submits :func:`restore_clip` for every
+input to a Dask distributed cluster (a ``LocalCluster`` by default, any
+scheduler address such as ``"tcp://host:8786"``, or an existing ``Client``) and
+returns one report entry per clip::
+
+    {"input": ..., "output": ..., "status": "done" | "skipped" | "failed", "error": None | "...", "seconds": ...}
+
+* Finished outputs are never recomputed: an output that exists and is complete
+  (:func:`svimg.sampling.windows.store_is_complete`) is reported as
+  ``"skipped"`` before anything is submitted; an unfinished windowed store is
+  resumed where it stopped.
+* Every output is written atomically (:func:`svimg.io.save`) or, for windowed
+  runs, by the resumable :func:`~svimg.sampling.windows.sample_windowed`, so an
+  interrupted or failed task never leaves an output that looks finished.
+* A failing task is retried ``retries`` times by the scheduler; a clip that
+  still fails is reported with its error and does not stop the others.
+* Each worker process loads a prior spec once (:func:`cached_prior`, keyed by
+  the spec string); a prior object is sent to each worker once (scattered).
+
+``scheduler="sync"`` runs the same tasks one after the other in this process,
+without Dask (the reference the distributed results are tested against).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from pathlib import Path
+
+from ._validate import check_positive_int
+
+__all__ = ["restore_many", "restore_clip", "collect_inputs", "output_path", "cached_prior"]
+
+_PRIORS: dict = {}
+_PRIORS_LOCK = threading.Lock()
+
+
+def cached_prior(prior):
+    """``prior`` itself, or for a spec string (``svimg.priors.load``: "bundled", "adm:PATH", ...) the prior
+    loaded once per process and kept for every later task (thread-safe)."""
+    if not isinstance(prior, str):
+        return prior
+    with _PRIORS_LOCK:
+        if prior not in _PRIORS:
+            from . import priors
+
+            _PRIORS[prior] = priors.load(prior)
+        return _PRIORS[prior]
+
+
+def collect_inputs(inputs) -> list[Path]:
+    """The clips to restore: a folder gives every entry svimg.io can read (by name, sorted); a path or a
+    sequence of paths is taken as given (each must exist)."""
+    from .io._paths import file_format
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise TypeError(f"inputs must be a folder, a path or a non-empty list of paths, got {inputs!r}")
+    paths = []
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"inputs must hold paths, got {type(item).__name__}")
+        path = Path(item).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"input {str(path)!r} does not exist")
+        if path.is_dir() and path.suffix.lower() != ".zarr" and not (path / "zarr.json").exists():
+            found = []
+            for entry in sorted(path.iterdir()):
+                try:
+                    file_format(entry, reading=True)
+                except ValueError:
+                    continue
+                found.append(entry)
+            if not found:
+                raise ValueError(f"folder {str(path)!r} holds no video, TIFF, zarr or .npy/.npz input")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def output_path(in_path, out_dir, suffix: str = ".zarr") -> Path:
+    """``out_dir / (name of in_path without its suffix + suffix)``: clip.mp4 -> out_dir/clip.zarr."""
+    return Path(out_dir).expanduser() / (Path(in_path).stem + suffix)
+
+
+def restore_clip(in_path, out_path, op, prior="bundled", *, window: int | None = None, overlap: int | None = None,
+                 overwrite: bool = False, **sample_kwargs) -> dict:
+    """Restore one clip (one Dask task): read ``in_path``, run the sampler, write ``out_path``.
+
+    ``op`` is a LinearOperator, or a callable ``op(y) -> LinearOperator`` given the
+    clip as a lazy DataArray (e.g. to read an operator recorded in its attrs).
+    With ``window`` the clip is restored by :func:`svimg.sampling.windows.sample_windowed`
+    straight into ``out_path`` (a ``.zarr`` store, resumable); otherwise by
+    :func:`svimg.sample` in one pass and saved atomically.  Returns
+    ``{"input", "output", "status": "done" | "skipped", "error": None, "seconds"}``.
+    """
+    from . import io
+    from .sampling import sample
+    from .sampling.windows import sample_windowed, store_is_complete
+
+    started = time.perf_counter()
+    report = {"input": str(in_path), "output": str(out_path), "status": "done", "error": None}
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite and store_is_complete(out_path):
+        return {**report, "status": "skipped", "seconds": 0.0}
+    y = io.load(in_path)
+    operator = op(y) if callable(op) and not hasattr(op, "forward") else op
+    prior = cached_prior(prior)
+    if window is not None:
+        sample_windowed(y, operator, prior, window=window, overlap=overlap, out=out_path, overwrite=overwrite,
+                        progress=False, **sample_kwargs)
+    else:
+        io.save(sample(y, operator, prior, progress=False, **sample_kwargs), out_path, overwrite=overwrite)
+    return {**report, "seconds": time.perf_counter() - started}
+
+
+def _client(scheduler, n_workers: int, threads_per_worker: int, processes: bool):
+    """(client, cluster or None): a LocalCluster for None, a Client for an address, or the Client given."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    if isinstance(scheduler, str):
+        return Client(scheduler), None
+    raise TypeError(f"scheduler must be None (LocalCluster), 'sync', an address such as 'tcp://host:8786' "
+                    f"or a distributed.Client, got {scheduler!r}")
+
+
+def restore_many(inputs, out_dir, op, prior="bundled", *, scheduler=None, n_workers: int = 2,
+                 threads_per_worker: int = 1, processes: bool = False, retries: int = 2, window: int | None = None,
+                 overlap: int | None = None, overwrite: bool = False, progress: bool = True,
+                 **sample_kwargs) -> list[dict]:
+    """Restore every clip of ``inputs`` into ``out_dir`` (one ``.zarr`` per clip), one Dask task per clip.
+
+    Parameters
+    ----------
+    inputs : folder, path or list of paths
+        See :func:`collect_inputs`.  Outputs are named after the inputs
+        (:func:`output_path`); two inputs with the same name raise.
+    out_dir : path
+        Created when missing.
+    op : LinearOperator or callable(y) -> LinearOperator
+        The degradation of every clip (see :func:`restore_clip`).
+    prior : spec string or prior object
+        Loaded once per worker (:func:`cached_prior`).
+    scheduler : None, "sync", address or distributed.Client
+        None starts a ``LocalCluster(n_workers, threads_per_worker, processes)``
+        for this call; "sync" runs the tasks here one by one without Dask.
+    retries : int
+        Extra attempts for a failing clip.
+    window, overlap, overwrite, **sample_kwargs
+        Passed to :func:`restore_clip` (``seed``, ``nfe``, ... reach :func:`svimg.sample`).
+    progress : bool
+        A progress bar over clips.
+
+    Returns
+    -------
+    list of dict, one per input in input order (module docstring).
+    """
+    from tqdm.auto import tqdm
+
+    from .sampling.windows import store_is_complete
+
+    retries = check_positive_int(retries, "retries", minimum=0)
+    paths = collect_inputs(inputs)
+    out_dir = Path(out_dir).expanduser()
+    outputs = [output_path(p, out_dir) for p in paths]
+    clashes = sorted({str(o) for o in outputs if outputs.count(o) > 1})
+    if clashes:
+        raise ValueError(f"several inputs would be written to the same output: {', '.join(clashes)}; rename them")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(window=window, overlap=overlap, overwrite=overwrite, **sample_kwargs)
+
+    reports = {}
+    todo = []
+    for i, (src, dst) in enumerate(zip(paths, outputs)):
+        if dst.exists() and not overwrite and store_is_complete(dst):
+            reports[i] = {"input": str(src), "output": str(dst), "status": "skipped", "error": None, "seconds": 0.0}
+        else:
+            todo.append(i)
+
+    with tqdm(total=len(paths), initial=len(reports), desc="svimg clips", unit="clip", disable=not progress) as bar:
+        if scheduler == "sync":
+            for i in todo:
+                reports[i] = _run_with_retries(paths[i], outputs[i], op, prior, retries, kwargs)
+                bar.update(1)
+        elif todo:
+            reports.update(_run_on_cluster(todo, paths, outputs, op, prior, retries, kwargs, bar,
+                                           _client(scheduler, n_workers, threads_per_worker, processes)))
+    return [reports[i] for i in range(len(paths))]
+
+
+def _failed(src, dst, err: BaseException) -> dict:
+    return {"input": str(src), "output": str(dst), "status": "failed", "error": f"{type(err).__name__}: {err}",
+            "seconds": None}
+
+
+def _run_with_retries(src, dst, op, prior, retries: int, kwargs: dict) -> dict:
+    for attempt in range(retries + 1):
+        try:
+            return restore_clip(src, dst, op, prior, **kwargs)
+        except Exception as err:  # reported per clip, like a task that failed on the cluster
+            if attempt == retries:
+                return _failed(src, dst, err)
+
+
+def _run_on_cluster(todo, paths, outputs, op, prior, retries: int, kwargs: dict, bar, client_and_cluster) -> dict:
+    from distributed import as_completed
+
+    client, cluster = client_and_cluster
+    try:
+        shared = prior if isinstance(prior, str) else client.scatter(prior, broadcast=True)
+        task = functools.partial(restore_clip, **kwargs)
+        futures = {
+            client.submit(task, paths[i], outputs[i], op, shared, retries=retries, pure=False,
+                          key=f"svimg-restore-{i}-{paths[i].name}"): i
+            for i in todo
+        }
+        reports = {}
+        for future in as_completed(futures):
+            i = futures[future]
+            if future.status == "error":
+                reports[i] = _failed(paths[i], outputs[i], future.exception())
+            else:
+                reports[i] = future.result()
+            bar.update(1)
+        return reports
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
