@@ -43,11 +43,8 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
-if ARGS is not None:
-    if ARGS.device == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
-    if ARGS.backend:
-        os.environ["SVIMG_BACKEND"] = ARGS.backend
+if ARGS is not None and ARGS.device == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
 
 import torch  # noqa: E402
 
@@ -117,6 +114,8 @@ def run_once(prior, y, op, nfe: int, device) -> dict:
 
 def main(args) -> int:
     device = torch.device(args.device)
+    if args.backend:
+        os.environ["SVIMG_BACKEND"] = args.backend
     if device.type == "cpu":
         torch.set_num_threads(1)
     frames = args.frames or ([4] if args.tiny else [16, 32])

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_temporal import acc_dtype, check_volume, device_tables, launch_band, on_device, tiling
+from .triton_temporal import acc_dtype, check_operand, device_tables, launch_band, on_device, tiling
 
 __all__ = ["FusedCG"]
 
@@ -100,8 +100,8 @@ class FusedCG:
 
     def __init__(self, cols, weights, b: torch.Tensor, x0: torch.Tensor, *, block_p: int | None = None,
                  frames: int | None = None):
-        check_volume(b, "b")
-        check_volume(x0, "x0")
+        check_operand(b, "b")
+        check_operand(x0, "x0")
         if x0.shape != b.shape or x0.dtype != b.dtype or x0.device != b.device:
             raise ValueError(
                 f"x0 ({tuple(x0.shape)}, {x0.dtype}, {x0.device}) must match b "

@@ -177,7 +177,7 @@ def device_tables(cols: np.ndarray, weights: np.ndarray, T: int, device: torch.d
     return _tables(cols.tobytes(), weights.tobytes(), cols.shape, device, wdtype)
 
 
-def check_volume(x: torch.Tensor, name: str = "x") -> None:
+def check_operand(x: torch.Tensor, name: str = "x") -> None:
     """Raise unless ``x`` is a (T, P) tensor these kernels can run (dtype, device)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -216,7 +216,7 @@ def band_apply(x: torch.Tensor, cols: np.ndarray, weights: np.ndarray, *, block_
     float32 (float64 for float64 ``x``) and stored in ``x``'s dtype.  ``x`` is
     not modified.  ``block_p``/``frames`` override the tiling (:func:`tiling`).
     """
-    check_volume(x)
+    check_operand(x)
     x = x.contiguous()
     T, P = x.shape
     dev_cols, dev_weights = device_tables(cols, weights, T, x.device, x.dtype)
