@@ -33,7 +33,8 @@ from pathlib import Path
 
 from ._validate import check_positive_int
 
-__all__ = ["restore_many", "restore_clip", "collect_inputs", "output_path", "cached_prior"]
+__all__ = ["restore_many", "restore_clip", "collect_inputs", "output_path", "cached_prior", "is_batch",
+           "recorded_op", "restore_command"]
 
 _PRIORS: dict = {}
 _PRIORS_LOCK = threading.Lock()
@@ -52,6 +53,18 @@ def cached_prior(prior):
         return _PRIORS[prior]
 
 
+def _is_folder_of_clips(path: Path) -> bool:
+    return path.is_dir() and path.suffix.lower() != ".zarr" and not (path / "zarr.json").exists() \
+        and not (path / ".zgroup").exists() and not (path / ".zarray").exists()
+
+
+def is_batch(inputs) -> bool:
+    """True for several inputs or for one folder of clips (not a zarr store): what ``svimg restore`` hands to
+    :func:`restore_many`."""
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    return len(inputs) > 1 or _is_folder_of_clips(Path(inputs[0]).expanduser())
+
+
 def collect_inputs(inputs) -> list[Path]:
     """The clips to restore: a folder gives every entry svimg.io can read (by name, sorted); a path or a
     sequence of paths is taken as given (each must exist)."""
@@ -68,7 +81,7 @@ def collect_inputs(inputs) -> list[Path]:
         path = Path(item).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"input {str(path)!r} does not exist")
-        if path.is_dir() and path.suffix.lower() != ".zarr" and not (path / "zarr.json").exists():
+        if _is_folder_of_clips(path):
             found = []
             for entry in sorted(path.iterdir()):
                 try:
@@ -239,3 +252,47 @@ def _run_on_cluster(todo, paths, outputs, op, prior, retries: int, kwargs: dict,
         if cluster is not None:
             client.close()
             cluster.close()
+
+
+def recorded_op(y):
+    """The degradation ``svimg degrade`` recorded in a clip (its ``svimg_op_spec`` attribute), as an operator."""
+    from .cli._commands import OP_SPEC_ATTR
+    from .cli.opspec import parse_ops
+
+    spec = str(y.attrs.get(OP_SPEC_ATTR, "")).strip()
+    if not spec:
+        raise ValueError("the clip records no degradation operator (no svimg_op_spec attribute); give it with --op SPEC")
+    return parse_ops(spec)
+
+
+def restore_command(inputs, output, op_specs=None, *, method: str = "dds", scheduler=None, workers: int = 2,
+                    window: int | None = None, frames=None, overwrite: bool = False, quiet: bool = False,
+                    prior="bundled", **sample_kwargs) -> int:
+    """``svimg restore`` for several inputs or a folder (:func:`restore_many`, one line per clip on stdout), or
+    for one input with ``--window`` (:func:`~svimg.sampling.windows.sample_windowed` into the ``.zarr`` OUT).
+
+    ``op_specs``: operator specs (``--op``), or None to use the operator each clip
+    records (:func:`recorded_op`).  Returns the exit status: 0, or 1 when a clip failed.
+    """
+    from .cli.opspec import parse_ops
+
+    if method != "dds":
+        raise ValueError(f"several inputs and --window run the diffusion sampler only (--method dds), got --method {method}")
+    if frames is not None:
+        raise ValueError("--frames applies to one input restored in one pass; drop it for several inputs or --window")
+    op = parse_ops(op_specs) if op_specs else recorded_op
+    if not is_batch(inputs):
+        from . import io
+        from .sampling.windows import sample_windowed
+
+        (source,) = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+        y = io.load(source)
+        sample_windowed(y, op if op_specs else recorded_op(y), prior, window=window, out=output, overwrite=overwrite,
+                        progress=not quiet, **sample_kwargs)
+        return 0
+    report = restore_many(inputs, output, op, prior, scheduler=scheduler, n_workers=workers, window=window,
+                          overwrite=overwrite, progress=not quiet, **sample_kwargs)
+    for entry in report:
+        detail = entry["error"] if entry["status"] == "failed" else f"{entry['seconds']:.1f} s"
+        print(f"{entry['status']:8s} {entry['input']} -> {entry['output']} ({detail})")
+    return int(any(entry["status"] == "failed" for entry in report))

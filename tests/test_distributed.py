@@ -135,6 +135,32 @@ def test_unfinished_windowed_store_is_resumed(tmp_path, loader):
     np.testing.assert_array_equal(_saved(tmp_path, "out", "c0"), expected)
 
 
+def test_command_line_folder_and_window(tmp_path, loader, capsys):
+    """`svimg restore DIR OUT` hands the folder to restore_many; `--window` runs one input windowed."""
+    from svimg.cli import main
+
+    ys = _clips(tmp_path / "in", n=2, T=8)
+    for name, y in ys.items():  # what `svimg degrade` records
+        svimg.io.save(y.assign_attrs(svimg_op_spec="temporal:uniform:3"), tmp_path / "in" / f"{name}.zarr",
+                      overwrite=True)
+    argv = ["restore", str(tmp_path / "in"), str(tmp_path / "out"), "--nfe", "3", "--seed", "0", "--scheduler", "sync",
+            "--prior", "spec"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["done", "done"]
+    for name, y in ys.items():
+        direct = svimg.sample(y.values, TemporalPSF(3), GaussianPrior(), progress=False, **KW)
+        np.testing.assert_array_equal(_saved(tmp_path, "out", name), direct)
+    assert main(argv) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["skipped", "skipped"]
+
+    assert main(["-q", "restore", str(tmp_path / "in" / "c0.zarr"), str(tmp_path / "w.zarr"), "--window", "6",
+                 "--nfe", "2", "--prior", "spec"]) == 0
+    assert svimg.io.load(tmp_path / "w.zarr").shape == ys["c0"].shape
+    assert main(["restore", str(tmp_path / "in"), str(tmp_path / "o2"), "--method", "cg"]) == 2
+    assert "--method dds" in capsys.readouterr().err
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         distributed.restore_many([tmp_path / "missing.npy"], tmp_path / "out", TemporalPSF(3))

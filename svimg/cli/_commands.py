@@ -95,8 +95,15 @@ def _solve(method: str, y, op, args, progress: bool):
 
 
 def restore(args, status: Status) -> int:
-    from .. import io
+    from .. import distributed, io
 
+    if args.window is not None or distributed.is_batch(args.input):
+        return distributed.restore_command(
+            args.input, args.output, args.op, method=args.method, scheduler=args.scheduler, workers=args.workers,
+            window=args.window, frames=args.frames, overwrite=args.overwrite, quiet=args.quiet, prior=args.prior,
+            nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma, noise=args.noise_mode,
+            seed=args.seed, batch_size=args.batch_size, device=args.device)
+    (args.input,) = args.input
     _check_target(args.output, args.overwrite)
     status(f"reading {args.input}")
     y = io.load(args.input, frames=args.frames)

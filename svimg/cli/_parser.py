@@ -140,12 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restore a degraded video",
                        description="Restore IN (a measurement y = A x) and write the estimate of x to OUT. "
                                    "Ctrl-C or SIGTERM leaves no partial OUT.")
-    p.add_argument("input", metavar="IN", help="the degraded video")
-    p.add_argument("output", metavar="OUT", help="where to write the restoration")
+    p.add_argument("input", metavar="IN", nargs="+",
+                   help="the degraded video; several, or a folder of them, are restored as Dask tasks into OUT/")
+    p.add_argument("output", metavar="OUT", help="where to write the restoration (a folder for several inputs)")
     _add_op(p, "the operator recorded in IN by `svimg degrade`")
     _add_method(p)
     _add_sampler(p)
     _add_io(p, size=False)
+    p.add_argument("--window", type=_positive_int, default=None, metavar="FRAMES",
+                   help="restore in overlapping windows of FRAMES frames into a .zarr OUT; an interrupted run "
+                        "leaves OUT marked unfinished and rerunning the command resumes it")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="several inputs: Dask scheduler (tcp://host:8786); default a local cluster; sync = one by one")
+    p.add_argument("--workers", type=_positive_int, default=2, help="several inputs: workers of the local cluster")
 
     p = sub.add_parser("evaluate", formatter_class=_Formatter,
                        help="PSNR / SSIM / temporal consistency of a result against the truth",
