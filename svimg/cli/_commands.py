@@ -172,7 +172,7 @@ def demo(args, status: Status) -> int:
     """Degrade a held-out clip, restore it with CG alone and with svimg, print metrics, write pictures."""
     from .. import data, io, metrics
     from ..io._paths import atomic_target
-    from ._figure import display_frames, side_by_side, write_strip
+    from ._figure import display_frames, side_by_side, strip_image
     from ._parser import DEMO_OPS
 
     out = Path(args.out).expanduser()
@@ -205,21 +205,24 @@ def demo(args, status: Status) -> int:
     results["CG"] = metrics.evaluate(cg, truth)
     results["svimg"] = metrics.evaluate(restored, truth)
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, video in (("truth.zarr", truth), ("degraded.zarr", y), ("cg.zarr", cg), ("svimg.zarr", restored)):
-        io.save(video, targets[name], overwrite=args.overwrite)
     size = (truth.sizes["y"], truth.sizes["x"])
     scale = max(1, -(-128 // max(size)))  # show frames at least 128 px wide
     shown = [display_frames(v.values, size, scale) for v in (truth, y, cg, restored)]
     captions = [""] + [f"{results[k]['psnr']:.2f} dB" if k in results else "" for k in ("degraded", "CG", "svimg")]
     labels = ["truth", "degraded", "CG alone", "svimg"]
-    write_strip(list(zip(labels, captions, shown)), targets["demo.png"], _demo_frames(args.frames),
-                overwrite=args.overwrite)
-    io.save(side_by_side(shown), targets["demo.mp4"], overwrite=args.overwrite, fps=8.0)
+    strip = strip_image(list(zip(labels, captions, shown)), _demo_frames(args.frames))
+    movie = side_by_side(shown)
     summary = {"clip": args.clip, "frames": args.frames, "start": args.start, "size": args.size,
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
                "prior": args.prior, "seed": args.seed, "seconds": timings,
                "metrics": {k: {m: v for m, v in r.items() if not m.endswith("_per_frame")} for k, r in results.items()}}
+
+    out.mkdir(parents=True, exist_ok=True)  # everything is computed: now write, each file atomically
+    for name, video in (("truth.zarr", truth), ("degraded.zarr", y), ("cg.zarr", cg), ("svimg.zarr", restored)):
+        io.save(video, targets[name], overwrite=args.overwrite)
+    with atomic_target(targets["demo.png"], args.overwrite) as tmp:
+        strip.save(tmp, format="PNG")
+    io.save(movie, targets["demo.mp4"], overwrite=args.overwrite, fps=8.0)
     with atomic_target(targets["metrics.json"], args.overwrite) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
 

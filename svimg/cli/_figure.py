@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..io._paths import atomic_target
 from ..io._write import to_uint8
 
-__all__ = ["display_frames", "write_strip", "side_by_side"]
+__all__ = ["display_frames", "strip_image", "side_by_side"]
 
 _LABEL_WIDTH = 150
 _GAP = 4
@@ -32,8 +29,8 @@ def display_frames(video, size: tuple[int, int], scale: int) -> np.ndarray:
     return to_uint8(v)
 
 
-def write_strip(rows: list[tuple[str, str, np.ndarray]], path: Path, frames: list[int], *, overwrite: bool) -> Path:
-    """A PNG with one row per (label, caption, display frames (T, H, W, 3) uint8), showing ``frames``."""
+def strip_image(rows: list[tuple[str, str, np.ndarray]], frames: list[int]):
+    """A PIL image with one row per (label, caption, display frames (T, H, W, 3) uint8), showing ``frames``."""
     from PIL import Image, ImageDraw, ImageFont
 
     H, W = rows[0][2].shape[1:3]
@@ -53,16 +50,18 @@ def write_strip(rows: list[tuple[str, str, np.ndarray]], path: Path, frames: lis
             draw.text((6, top + H // 2 + 2), caption, fill=(60, 60, 60), font=small)
         for j, t in enumerate(frames):
             canvas.paste(Image.fromarray(video[t]), (_LABEL_WIDTH + j * (W + _GAP), top))
-    with atomic_target(path, overwrite) as tmp:
-        canvas.save(tmp, format="PNG")
-    return path
+    return canvas
 
 
-def side_by_side(rows: list[np.ndarray]) -> np.ndarray:
-    """(T, H, sum W + gaps, 3) uint8: the display videos next to each other, white gaps, even height and width."""
+def side_by_side(rows: list[np.ndarray]):
+    """The display videos next to each other (white gaps) as a uint8 (t, c, y, x) DataArray with even height
+    and width (what H.264 needs)."""
+    import xarray as xr
+
     T, H = rows[0].shape[:2]
     gap = np.full((T, H, _GAP, 3), 255, np.uint8)
     parts = [p for r in rows for p in (r, gap)][:-1]
     out = np.concatenate(parts, axis=2)
     pad_y, pad_x = out.shape[1] % 2, out.shape[2] % 2  # H.264 (yuv420p) needs even sides
-    return np.pad(out, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)), constant_values=255)
+    out = np.pad(out, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)), constant_values=255)
+    return xr.DataArray(out.transpose(0, 3, 1, 2), dims=("t", "c", "y", "x"))

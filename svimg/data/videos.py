@@ -41,21 +41,14 @@ def clip_path(name: str) -> Path:
 
 
 def square_resize(frames: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop (..., H, W, C) images to a square and resize to ``size`` x ``size`` (antialiased)."""
-    import torch
-    import torch.nn.functional as F
+    """Centre-crop (..., H, W, C) images to a square and resize to ``size`` x ``size`` (antialiased).
 
-    h, w = frames.shape[-3:-1]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    sq = frames[..., top : top + s, left : left + s, :]
-    if s == size:
-        return np.ascontiguousarray(sq)
-    lead = sq.shape[:-3]
-    t = torch.from_numpy(np.ascontiguousarray(sq)).reshape(-1, s, s, sq.shape[-1]).permute(0, 3, 1, 2)
-    r = F.interpolate(t.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    r = r.clamp(0, 1).permute(0, 2, 3, 1).reshape(*lead, size, size, sq.shape[-1])
-    return r.numpy().astype(frames.dtype, copy=False)
+    The channels-last form of :func:`svimg.io.center_crop_resize` (the one implementation).
+    """
+    from ..io import center_crop_resize
+
+    out = center_crop_resize(np.moveaxis(np.asarray(frames), -1, -3), size)
+    return np.ascontiguousarray(np.moveaxis(out, -3, -1), dtype=frames.dtype)
 
 
 def _read_frames(path: Path, start: int, frames: int) -> np.ndarray:

@@ -1,0 +1,172 @@
+"""The ``svimg`` command line run in-process through ``svimg.cli.main``: options, errors, parameter pass-through.
+
+(The end-to-end runs of the installed command, in subprocesses, are in test_cli.py.)
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import svimg
+import svimg.priors
+import svimg.sampling
+from svimg import io
+from svimg.cli import main
+from svimg.cli._parser import build_parser, frames_arg
+from svimg.data import cells
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(argv, capsys):
+    """(exit status, stdout, stderr) of ``svimg ARGV``."""
+    try:
+        rc = main(["-q", *argv])
+    except SystemExit as exit_:
+        rc = exit_.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, match):
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return io.save(cells(frames=4, size=16, seed=0), tmp_path / "x.zarr")
+
+
+def _subparsers():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, sub.choices
+
+
+def test_help_documents_every_option_with_its_default():
+    parser, commands = _subparsers()
+    assert set(commands) == {"degrade", "restore", "evaluate", "demo"}
+    for name, sub in commands.items():
+        text = sub.format_help()
+        compact = "".join(text.split())  # help lines wrap anywhere, even at hyphens
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings} has no help"
+            assert action.option_strings[-1] in text
+            if action.default not in (None, False):
+                assert f"(default:{action.default})".replace(" ", "") in compact, (name, action.dest)
+        if name != "evaluate":
+            assert "temporal:uniform:W[:BOUNDARY]" in text  # the op grammar is in the epilog
+
+
+def test_frames_argument():
+    assert frames_arg("16") == 16
+    assert frames_arg("4:20") == (4, 20)
+    assert frames_arg(":8") == (None, 8)
+    for bad in ("0", "x", "1:y"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            frames_arg(bad)
+
+
+def test_degrade_records_the_operator_and_seeded_noise(tmp_path, clip, capsys):
+    for name in ("a", "b"):
+        rc, _, err = run(["degrade", str(clip), str(tmp_path / f"{name}.zarr"), "--op", "temporal:uniform:3",
+                          "--op", "spatial:sr:2", "--noise", "0.05", "--seed", "4"], capsys)
+        assert rc == 0, err
+    a, b = io.load(tmp_path / "a.zarr"), io.load(tmp_path / "b.zarr")
+    np.testing.assert_array_equal(a.values, b.values)  # same seed, same noise
+    clean = svimg.forward_op(io.load(clip), svimg.cli.opspec.parse_ops("temporal:uniform:3, spatial:sr:2"))
+    noise = a.values - clean.values
+    assert a.shape == (4, 8, 8) and noise.std() == pytest.approx(0.05, rel=0.2)
+    assert a.attrs["svimg_op_spec"] == "temporal:uniform:3, spatial:sr:2"
+    params = json.loads(a.attrs["svimg_parameters"])
+    assert params["noise"] == 0.05 and params["seed"] == 4
+
+
+def test_restore_passes_every_sampler_option(tmp_path, clip, capsys, monkeypatch):
+    monkeypatch.setattr(svimg.priors, "load", lambda spec: svimg.priors.GaussianPrior(mean=0.0, std=0.5))
+    y = tmp_path / "y.zarr"
+    assert run(["degrade", str(clip), str(y), "--op", "temporal:uniform:3"], capsys)[0] == 0
+    out = tmp_path / "r.zarr"
+    rc, _, err = run(["restore", str(y), str(out), "--nfe", "4", "--eta", "0.5", "--cg-iters", "2", "--gamma", "2.0",
+                      "--noise-mode", "initial", "--seed", "11", "--prior", "adm:/somewhere.pt", "--device", "cpu",
+                      "--batch-size", "2"], capsys)
+    assert rc == 0, err
+    x = io.load(out)
+    assert x.shape == (4, 16, 16) and x.attrs["svimg_operation"] == "sample"
+    params = json.loads(x.attrs["svimg_parameters"])
+    assert {k: params[k] for k in ("nfe", "eta", "cg_iters", "gamma", "noise", "seed", "batch_size")} == {
+        "nfe": 3, "eta": 0.5, "cg_iters": 2, "gamma": 2.0, "noise": "initial", "seed": 11, "batch_size": 2}
+    assert x.attrs["svimg_op_spec"] == "temporal:uniform:3"  # taken from y, no --op given
+    assert x.attrs["history"].count("\n") == 1 and "degrade" in x.attrs["history"]  # CF history chained
+
+
+@pytest.mark.parametrize("method, operation", [("cg", "baselines.cg_only"), ("admm-tv", "baselines.admm_tv")])
+def test_restore_baselines(tmp_path, clip, capsys, method, operation):
+    y = tmp_path / "y.npz"
+    assert run(["degrade", str(clip), str(y), "--op", "spatial:sr:2"], capsys)[0] == 0
+    rc, _, err = run(["restore", str(y), str(tmp_path / "x.tif"), "--method", method, "--nfe", "2",
+                      "--cg-iters", "3"], capsys)
+    assert rc == 0, err
+    x = io.load(tmp_path / "x.tif")
+    assert x.shape == (4, 16, 16) and x.attrs["svimg_operation"] == operation
+
+
+def test_interrupted_restore_leaves_no_output(tmp_path, clip, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(svimg.sampling, "sample", interrupted)
+    rc, _, err = run(["restore", str(clip), str(tmp_path / "out.zarr"), "--op", "temporal:uniform:3"], capsys)
+    assert rc == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]
+
+
+def test_evaluate_table_and_json(tmp_path, clip, capsys):
+    rc, out, _ = run(["evaluate", str(clip), str(clip), "--per-frame"], capsys)
+    assert rc == 0 and "PSNR (dB)" in out and "inf" in out and len(out.strip().splitlines()) == 2 + 1 + 4
+    other = io.save(cells(frames=4, size=16, seed=1), tmp_path / "o.npy")
+    rc, out, _ = run(["evaluate", str(other), str(clip), "--json"], capsys)
+    result = json.loads(out)
+    expected = svimg.metrics.evaluate(io.load(other), io.load(clip))
+    assert result["psnr"] == pytest.approx(expected["psnr"]) and len(result["ssim_per_frame"]) == 4
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["degrade", "{x}", "{tmp}/y.zarr", "--op", "temporal:box:3"], "bad operator spec 'temporal:box:3'"),
+    (["degrade", "{tmp}/missing.zarr", "{tmp}/y.zarr", "--op", "temporal:uniform:3"], "no such file"),
+    (["degrade", "{x}", "{x}", "--op", "temporal:uniform:3"], "already exists"),
+    (["degrade", "{x}", "{tmp}/y.xyz", "--op", "temporal:uniform:3"], "cannot tell the format"),
+    (["degrade", "{x}", "{tmp}/y.zarr"], "required: --op"),
+    (["degrade", "{x}", "{tmp}/y.zarr", "--op", "spatial:sr:3"], "divisible by 3"),
+    (["degrade", "{x}", "{tmp}/y.zarr", "--op", "temporal:uniform:3", "--frames", "0"], "--frames"),
+    (["degrade", "{x}", "{tmp}/y.zarr", "--op", "temporal:uniform:3", "--noise", "-1"], "--noise"),
+    (["restore", "{x}", "{tmp}/r.zarr"], "records no degradation operator"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--nfe", "many"], "--nfe"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--eta", "2"], "eta"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior", "magic"], "unknown prior"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior", "adm:{tmp}/none.pt"], "none.pt"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--method", "magic"], "invalid choice"),
+    (["evaluate", "{x}", "{tmp}/half.npy"], "same shape"),
+    (["evaluate", "{x}", "{x}", "--frames", "9"], "more frames"),
+    (["demo", "--size", "0"], "--size"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, clip, capsys, argv, match):
+    np.save(tmp_path / "half.npy", np.zeros((4, 8, 8), np.float32))
+    argv = [a.format(x=clip, tmp=tmp_path) for a in argv]
+    rc, _, err = run(argv, capsys)
+    assert_one_line_error(rc, err, match.format(tmp=tmp_path))
+    assert not (tmp_path / "y.zarr").exists() and not (tmp_path / "r.zarr").exists()
