@@ -99,7 +99,8 @@ def _loss_plot(run_dir: Path, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(run_dir / "loss.csv")))
+    by_step = {int(r["step"]): r for r in csv.DictReader(open(run_dir / "loss.csv"))}  # last entry wins
+    rows = [by_step[k] for k in sorted(by_step)]
     step = np.array([int(r["step"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
     w = min(200, len(loss))

@@ -164,6 +164,12 @@ def train(
     pools = training_images() if images is None else images
     a_bar = alphas_cumprod(linear_betas()).float().to(device)
     log_path = run_dir / "loss.csv"
+    if log_path.exists():  # drop rows an interrupted run logged after its last checkpoint
+        rows = list(csv.reader(open(log_path, newline="")))
+        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        if len(kept) != len(rows):
+            with open(log_path, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
     new_log = not log_path.exists()
     log = open(log_path, "a", newline="")
     writer = csv.writer(log)
