@@ -26,11 +26,15 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QComboBox
 
 from svimg.ops import BOUNDARIES
 
@@ -44,8 +48,6 @@ SEED_MAX = 2**31 - 1  # Qt spin boxes hold 32-bit ints
 
 def _layer_choice(label: str):
     """A combo box of the viewer's image layers that stays narrow however long the layer names are."""
-    from qtpy.QtWidgets import QComboBox
-
     combo = create_widget(annotation=Image, label=label)
     combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.native.setMinimumContentsLength(16)
@@ -289,7 +291,7 @@ class RestoreWidget(Container):
 
         self._preview_name = f"{layer.name} [restoring]"
         self.steps_done = 0
-        self._pbar = progress(total=nfe, desc=f"svimg restore {layer.name}")
+        self._pbar = progress(total=nfe, desc="svimg restore")
         handlers = {  # an "errored" handler also stops napari from re-raising the worker's exception
             "returned": lambda result: self._on_returned(result, name, spec),
             "errored": self._on_errored,
@@ -351,11 +353,7 @@ class RestoreWidget(Container):
 class CompareWidget(Container):
     """PSNR, SSIM (per frame, plotted) and temporal consistency of a layer against a reference layer."""
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._viewer = napari_viewer
+    def __init__(self):
         self._image = _layer_choice("layer")
         self._reference = _layer_choice("reference")
         self._button = PushButton(text="Compare")
@@ -381,7 +379,7 @@ class CompareWidget(Container):
         panels = [("psnr", "PSNR (dB)", 0.0), ("ssim", "SSIM", 0.0)]
         numbers = [f"PSNR {result['psnr']:.2f} dB", f"SSIM {result['ssim']:.4f}"]
         if "temporal_consistency" in result:  # needs two frames or more
-            panels.append(("temporal_consistency", "temporal\nconsistency error", 0.5))  # between frames t, t+1
+            panels.append(("temporal_consistency", "temporal err", 0.5))  # between frames t and t + 1
             numbers.append(f"temporal consistency error {result['temporal_consistency']:.4g}")
         frames = len(result["psnr_per_frame"])
         self._numbers.value = "   ".join(numbers) + f"\n(means over {frames} frames; per frame below)"
@@ -393,4 +391,5 @@ class CompareWidget(Container):
             ax.set_ylabel(label, fontsize=8)
             ax.tick_params(labelsize=7)
         axes[-1].set_xlabel("frame t", fontsize=8)
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         self.canvas.draw_idle()
