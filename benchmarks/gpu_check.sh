@@ -139,7 +139,7 @@ stage e2e "$e2e_limit" "$PY" "$REPO/benchmarks/gpu_e2e.py" "${E2E_ARGS[@]}"
   echo
   for s in install tests kernels e2e; do echo "- $s: ${STATUS[$s]:-not run}"; done
   echo
-  grep -E "passed|failed|error" "$OUT/gpu_check.log" | grep -E "^[0-9]+ (passed|failed)|=====" | tail -n 3
+  grep -E "^[0-9]+ (passed|failed|skipped|errors?)\b" "$OUT/gpu_check.log" | tail -n 1
   for f in "$OUT"/kernels_*.md "$OUT"/e2e_*.md; do [[ -f $f ]] && { echo; cat "$f"; }; done
 } > "$OUT/SUMMARY.md"
 log "summary: $OUT/SUMMARY.md"

@@ -110,6 +110,7 @@ def warps_for(block_p: int, itemsize: int) -> int:
     return max(1, min(8, block_p * itemsize // (32 * 16)))
 
 
+@functools.lru_cache(maxsize=256)
 def tiling(T: int, P: int, device: torch.device, block_p: int | None = None, frames: int | None = None,
            itemsize: int = 4) -> Tiling:
     """Choose the tiles for a (T, P) volume on ``device`` (the choice never depends on timings,
@@ -122,7 +123,7 @@ def tiling(T: int, P: int, device: torch.device, block_p: int | None = None, fra
     Warps per program: enough for one 16-byte vector per thread per row
     (``itemsize`` bytes per element).  ``block_p`` (a power of two) and
     ``frames`` override the choice (tests use them to reach partial tiles).
-    At most :data:`MAX_PARTIALS` programs.
+    At most :data:`MAX_PARTIALS` programs.  Cached: the sampler asks for the same shapes every step.
     """
     if block_p is not None and not _is_pow2(block_p):
         raise ValueError(f"block_p must be a power of two, got {block_p!r}")
