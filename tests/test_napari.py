@@ -237,6 +237,13 @@ def test_open_file_and_sample_data(viewer, tmp_path):
     assert layer.rgb and layer.data.shape == (T, H, W, 3) and layer.axis_labels == ("t", "y", "x")
     (cells,) = viewer.open_sample("svimg", "cells")
     assert cells.data.ndim == 3 and not cells.rgb and cells.axis_labels == ("t", "y", "x")
+    truth, degraded = viewer.open_sample("svimg", "degraded_clip")
+    assert truth.rgb and truth.data.shape == degraded.data.shape == (16, 128, 128, 3)
+    assert degraded.metadata[OP_SPEC_ATTR] == "temporal:uniform:7:circular"
+    np.testing.assert_allclose(
+        degraded.data, svimg.forward_op(truth.data.transpose(0, 3, 1, 2), svimg.ops.TemporalPSF(7)).transpose(0, 2, 3, 1),
+        atol=1e-6,
+    )
 
 
 @needs_display
@@ -252,6 +259,9 @@ def test_degrade_widget_adds_the_degraded_layer(viewer):
     np.testing.assert_allclose(layer.data, expected, rtol=1e-6)
     assert tuple(layer.scale[1:]) == (2, 2)
     assert layer.metadata[OP_SPEC_ATTR] == "temporal:gaussian:1.0:reflect, spatial:sr:2"  # as `svimg degrade` records it
+    n_layers = len(viewer.layers)
+    widget._button.native.click()  # the button does the same
+    assert len(viewer.layers) == n_layers + 1 and viewer.layers[-1].name.startswith(layer.name)
     # The Restore widget presets its operator from that metadata.
     restore = _dock(viewer, "Restore")
     restore._image.value = layer
@@ -331,7 +341,7 @@ def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
     def cancel_once(step, preview):
         if not at_cancel:
             at_cancel.append(len(evaluations))
-            widget.cancel()
+            widget._cancel_button.native.click()
 
     widget._relay.step.connect(cancel_once)
     _run_restore(qtbot, widget, layer, nfe, preview_every=1)

@@ -103,7 +103,7 @@ def build_operator(settings: dict):
 def degrade(video, settings: dict, name: str) -> tuple:
     """``svimg.forward_op(video, build_operator(settings))`` as an image ``LayerDataTuple``.
 
-    The layer is named ``"{name} * {op!r}"`` and carries the provenance attrs
+    The layer is named ``"{name} * {specs}"`` and carries the provenance attrs
     plus the specs under ``svimg_op_spec``; a downsampled result gets scale f
     and translate (f - 1) / 2 in y and x so it overlays the full-resolution input.
     """
@@ -115,4 +115,5 @@ def degrade(video, settings: dict, name: str) -> tuple:
         f = s["factor"]
         placement = {"scale": (1, f, f), "translate": (0, (f - 1) / 2, (f - 1) / 2)}
     y = svimg.forward_op(video, op)
-    return video_to_layer(y, name=f"{name} * {op!r}", metadata={OP_SPEC_ATTR: ", ".join(specs)}, **placement)
+    spec = ", ".join(specs)
+    return video_to_layer(y, name=f"{name} * {spec}", metadata={OP_SPEC_ATTR: spec}, **placement)
