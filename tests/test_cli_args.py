@@ -62,11 +62,13 @@ def test_help_documents_every_option_with_its_default():
         text = sub.format_help()
         compact = "".join(text.split())  # help lines wrap anywhere, even at hyphens
         for action in sub._actions:
-            if not action.option_strings or action.dest == "help":
+            if action.dest == "help":
                 continue
-            assert action.help, f"{name} {action.option_strings} has no help"
+            assert action.help, f"{name} {action.dest} has no help"
+            if not action.option_strings:
+                continue
             assert action.option_strings[-1] in text
-            if action.default not in (None, False):
+            if action.default is not None and action.default is not False:
                 assert f"(default:{action.default})".replace(" ", "") in compact, (name, action.dest)
         if name != "evaluate":
             assert "temporal:uniform:W[:BOUNDARY]" in text  # the op grammar is in the epilog
@@ -143,6 +145,9 @@ def test_evaluate_table_and_json(tmp_path, clip, capsys):
     result = json.loads(out)
     expected = svimg.metrics.evaluate(io.load(other), io.load(clip))
     assert result["psnr"] == pytest.approx(expected["psnr"]) and len(result["ssim_per_frame"]) == 4
+    big = io.save(cells(frames=4, size=32, seed=0), tmp_path / "big.zarr")  # --size preprocesses both alike
+    rc, out, _ = run(["evaluate", str(clip), str(big), "--size", "16", "--json"], capsys)
+    assert json.loads(out)["psnr"] == pytest.approx(svimg.metrics.psnr(io.load(clip), io.load(big, size=16)))
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -80,11 +80,11 @@ def _smooth(T, C, H, W):
     return xr.DataArray(v, dims=("t", "c", "y", "x")) if C else xr.DataArray(v[:, 0], dims=("t", "y", "x"))
 
 
-@pytest.mark.parametrize("channels", [3, 0])
-def test_mp4_round_trip_within_codec_tolerance(tmp_path, channels):
+@pytest.mark.parametrize("channels, ext", [(3, "mp4"), (0, "mp4"), (3, "avi")])
+def test_mp4_round_trip_within_codec_tolerance(tmp_path, channels, ext):
     da = _smooth(6, channels, 32, 48)
     da.attrs["fps"] = 12.0
-    back = io.load(io.save(da, tmp_path / "v.mp4"))
+    back = io.load(io.save(da, tmp_path / f"v.{ext}"))
     assert back.dims == da.dims and back.shape == da.shape
     # H.264 at CRF 12; colour loses more (yuv420p halves the chroma resolution)
     assert svimg.metrics.psnr(back, da) > (30.0 if channels else 40.0)
@@ -105,6 +105,8 @@ def test_preview_formats_refuse_what_they_cannot_hold(tmp_path):
         io.save(_smooth(2, 2, 8, 8), tmp_path / "two.gif")
     with pytest.raises(ValueError, match="fps"):
         io.save(_smooth(2, 0, 8, 8), tmp_path / "v.mp4", fps=0)
+    with pytest.raises(ValueError, match="not written"):
+        io.save(_smooth(2, 0, 8, 8), tmp_path / "v.webm")
     assert os.listdir(tmp_path) == []
 
 

@@ -149,8 +149,8 @@ def per_frame_table(result: dict) -> str:
 def evaluate(args, status: Status) -> int:
     from .. import io, metrics
 
-    restored = io.load(args.restored, frames=args.frames)
-    truth = io.load(args.truth, frames=args.frames)
+    restored = io.load(args.restored, frames=args.frames, size=args.size)
+    truth = io.load(args.truth, frames=args.frames, size=args.size)
     result = metrics.evaluate(restored, truth)
     if args.lpips:
         values = metrics.lpips(restored, truth, args.lpips, per_frame=True)

@@ -27,7 +27,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
+        hidden = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not hidden and action.option_strings and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -158,12 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PSNR / SSIM / temporal consistency of a result against the truth",
                        description="Compare RESTORED with TRUTH frame by frame. temporal error = RMS of the "
                                    "difference between consecutive-frame changes (lower is better).")
-    p.add_argument("restored", metavar="RESTORED")
-    p.add_argument("truth", metavar="TRUTH")
+    p.add_argument("restored", metavar="RESTORED", help="the video to score (any format svimg reads)")
+    p.add_argument("truth", metavar="TRUTH", help="the ground truth, same shape")
     p.add_argument("--json", action="store_true", help="print JSON (with per-frame values) instead of a table")
     p.add_argument("--per-frame", action="store_true", help="also print per-frame values in the table")
     p.add_argument("--frames", type=frames_arg, default=None, metavar="N|START:STOP",
                    help="compare only these frames of both videos")
+    p.add_argument("--size", type=_positive_int, default=None, metavar="PIXELS",
+                   help="centre-crop and resize both videos to PIXELS x PIXELS first (as `svimg degrade --size`)")
     p.add_argument("--lpips", nargs="+", default=None, metavar="WEIGHTS",
                    help="also report LPIPS, with local AlexNet + LPIPS weight files (never downloaded)")
 

@@ -6,9 +6,10 @@ import contextlib
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 
-__all__ = ["file_format", "atomic_target", "VIDEO_SUFFIXES", "TIFF_SUFFIXES"]
+__all__ = ["file_format", "check_target", "atomic_target", "VIDEO_SUFFIXES", "TIFF_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -41,6 +42,22 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def check_target(path: Path, overwrite: bool) -> None:
+    """Raise unless ``path`` can be written: ``FileExistsError`` when it exists (without ``overwrite``),
+    ``FileNotFoundError`` when its folder is missing, ``PermissionError`` when the folder refuses a new file."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):  # a nameless probe file, gone when closed
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write {str(path)!r}: folder {str(path.parent)!r} is not writable ({err.strerror or err})"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_target(path: Path, overwrite: bool):
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
@@ -49,12 +66,9 @@ def atomic_target(path: Path, overwrite: bool):
     container by extension).  An existing ``path`` raises ``FileExistsError``
     unless ``overwrite``; then it is replaced only after the new content is
     complete.  On any exception, KeyboardInterrupt included, the temporary is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was.  :func:`check_target` runs first.
     """
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    check_target(path, overwrite)
     tmp = path.with_name(f".svimg-tmp-{secrets.token_hex(4)}-{path.name}")
     try:
         yield tmp

@@ -41,7 +41,7 @@ def save(da, path, overwrite: bool = False, *, fps: float | None = None, progres
         the bare array (dims follow from its rank; coordinates and attrs are not kept).
     ``.npz``
         the array plus dims, coordinates, name and attrs (JSON), lossless.
-    ``.mp4`` / ``.gif``
+    ``.mp4`` / ``.gif`` (also ``.mov``, ``.mkv``, ``.avi``, ``.m4v``: H.264 like mp4)
         8-bit previews (values clipped to [0, 1] then scaled by 255; integer
         data by its dtype's maximum); mp4 is H.264 (yuv420p, CRF 12) and needs
         an even height and width; 1 or 3 channels.  ``fps`` defaults to
@@ -59,6 +59,8 @@ def save(da, path, overwrite: bool = False, *, fps: float | None = None, progres
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path).expanduser()
     fmt = file_format(path, reading=False)
+    if path.suffix.lower() == ".webm":
+        raise ValueError(f"{str(path)!r}: .webm (VP8/VP9) can be read but not written; use .mp4 or .gif")
     if fmt == "video":
         rate = fps if fps is not None else da.attrs.get("fps", DEFAULT_FPS)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (np.isfinite(rate) and rate > 0):
