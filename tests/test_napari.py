@@ -121,7 +121,8 @@ def test_build_operator_composes_temporal_first():
 
 
 def test_settings_and_cli_specs_round_trip():
-    settings = {"temporal": "uniform", "width": 13, "boundary": "zero", "spatial": "mask", "ratio": 0.25, "mask_seed": 3}
+    settings = {"temporal": "uniform", "width": 13, "boundary": "zero", "spatial": "mask", "ratio": 0.25,
+                "mask_seed": 3}
     specs = settings_to_specs(settings)
     assert specs == ["temporal:uniform:13:zero", "spatial:mask:0.25:3"]
     assert settings_from_specs(", ".join(specs)) == {**settings_from_specs("temporal:uniform:7"), **settings}
@@ -139,9 +140,9 @@ def _write_file(kind: str, tmp_path, rgb: bool):
     u8 = np.round(video.values * 255).astype(np.uint8)  # file formats store 8 bits
     hwc = u8.transpose(0, 2, 3, 1) if rgb else u8[:, 0]
     if kind == "zarr":
-        path = tmp_path / "clip.zarr"
-        svimg.io.save(svimg.forward_op(video, svimg.ops.TemporalPSF(3)), path)
-        return path, svimg.forward_op(video, svimg.ops.TemporalPSF(3)).values, 1e-6
+        path, blurred = tmp_path / "clip.zarr", svimg.forward_op(video, svimg.ops.TemporalPSF(3))
+        svimg.io.save(blurred, path)  # float32 with provenance attrs
+        return path, blurred.values, 1e-6
     if kind == "tif":
         import tifffile
 
@@ -240,10 +241,8 @@ def test_open_file_and_sample_data(viewer, tmp_path):
     truth, degraded = viewer.open_sample("svimg", "degraded_clip")
     assert truth.rgb and truth.data.shape == degraded.data.shape == (16, 128, 128, 3)
     assert degraded.metadata[OP_SPEC_ATTR] == "temporal:uniform:7:circular"
-    np.testing.assert_allclose(
-        degraded.data, svimg.forward_op(truth.data.transpose(0, 3, 1, 2), svimg.ops.TemporalPSF(7)).transpose(0, 2, 3, 1),
-        atol=1e-6,
-    )
+    blurred = svimg.forward_op(truth.data.transpose(0, 3, 1, 2), svimg.ops.TemporalPSF(7))
+    np.testing.assert_allclose(degraded.data, blurred.transpose(0, 2, 3, 1), atol=1e-6)
 
 
 @needs_display
@@ -258,7 +257,8 @@ def test_degrade_widget_adds_the_degraded_layer(viewer):
     expected = svimg.forward_op(_video(True), build_operator(settings)).values.transpose(0, 2, 3, 1)
     np.testing.assert_allclose(layer.data, expected, rtol=1e-6)
     assert tuple(layer.scale[1:]) == (2, 2)
-    assert layer.metadata[OP_SPEC_ATTR] == "temporal:gaussian:1.0:reflect, spatial:sr:2"  # as `svimg degrade` records it
+    # recorded as `svimg degrade` records it
+    assert layer.metadata[OP_SPEC_ATTR] == "temporal:gaussian:1.0:reflect, spatial:sr:2"
     n_layers = len(viewer.layers)
     widget._button.native.click()  # the button does the same
     assert len(viewer.layers) == n_layers + 1 and viewer.layers[-1].name.startswith(layer.name)

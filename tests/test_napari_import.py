@@ -14,7 +14,8 @@ def test_import_svimg_loads_no_gui_toolkit():
         y = svimg.forward_op(np.zeros((4, 8, 8), np.float32), svimg.ops.TemporalPSF(3))
         assert y.shape == (4, 8, 8)
         from svimg.napari import _layers, _operator, _reader, _writer, _sample_data  # Qt-free plugin parts
-        gui = sorted(m for m in sys.modules if m.split(".")[0] in ("napari", "PyQt5", "PyQt6", "PySide2", "PySide6", "qtpy", "magicgui", "vispy"))
+        toolkits = ("napari", "PyQt5", "PyQt6", "PySide2", "PySide6", "qtpy", "magicgui", "vispy")
+        gui = sorted(m for m in sys.modules if m.split(".")[0] in toolkits)
         print("GUI:", gui)
         assert not gui, gui
         """

@@ -277,7 +277,8 @@ class RestoreWidget(Container):
         op = self.controls.operator()
         spec = self.prior_spec()
         p = params = self.sample_parameters()
-        name = f"{layer.name} restored (nfe={p['nfe']}, eta={p['eta']:g}, cg={p['cg_iters']}, {p['noise']}, seed={p['seed']})"
+        name = (f"{layer.name} restored (nfe={p['nfe']}, eta={p['eta']:g}, cg={p['cg_iters']}, {p['noise']}, "
+                f"seed={p['seed']})")
         every, nfe, relay = self._preview_every.value, p["nfe"], self._relay
         self._cancel = cancel = threading.Event()
 
