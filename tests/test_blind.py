@@ -142,3 +142,21 @@ def test_too_few_frames_or_empty_measurement():
         blind.score_psfs(np.ones((2, 1, 4, 4), np.float32))
     with pytest.raises(ValueError, match="zero everywhere"):
         blind.score_psfs(np.zeros((8, 1, 4, 4), np.float32))
+
+
+def test_example_runs_at_tiny_size(capsys):
+    """examples/blind_deblur.py end to end (analytic prior, 12 frames of 8x8) and its --sweep mode."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "blind_deblur.py"
+    spec = importlib.util.spec_from_file_location("blind_deblur_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--prior", "analytic", "--frames", "12", "--size", "8", "--width", "5", "--nfe", "2"])
+    out = capsys.readouterr().out
+    assert "width  5:" in out and "width  7:" in out  # the truth and its circular twin both fit y
+    assert "width: truth 5, initial" in out and "stage 2" in out
+    example.main(["--sweep", "--frames", "16", "--size", "8"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[2:] == ["7", "8", "9", "10", "11", "12", "13"] and len(lines[2].split()) == 9

@@ -219,3 +219,22 @@ def test_bad_arguments(kwargs, error, match):
     y = svimg.forward_op(_video(20), TemporalPSF(5))
     with pytest.raises(error, match=match):
         sample_windowed(y, TemporalPSF(5), GaussianPrior(), **{"window": 16, **kwargs})
+
+
+def test_example_runs_at_tiny_size(tmp_path, capsys):
+    """examples/long_video.py end to end: interrupted after window 0, resumed, compared with one pass."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "long_video.py"
+    spec = importlib.util.spec_from_file_location("long_video_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--prior", "analytic", "--frames", "24", "--size", "8", "--window", "12", "--nfe", "2",
+                  "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "interrupted after window 0: store records windows_done=1, complete=False" in out
+    n = len(window_starts(24, 12, 7))  # Gaussian PSF of 7 taps: overlap max(7, 12 // 2)
+    assert f"resumed: ran windows {list(range(1, n))} (first run: [0]); complete=True" in out
+    assert "windowed - single: max" in out
+    assert store_is_complete(tmp_path / "x.zarr")

@@ -60,6 +60,7 @@ from .. import _dispatch
 __all__ = [
     "sample_windowed",
     "window_starts",
+    "default_overlap",
     "blend_weights",
     "window_rows",
     "WindowRows",
@@ -180,6 +181,12 @@ def window_starts(T: int, window: int, overlap: int) -> list[int]:
     stride = window - overlap
     starts = list(range(0, T - window, stride))
     return starts + [T - window]
+
+
+def default_overlap(op: LinearOperator, window: int) -> int:
+    """The overlap used when none is given: ``max(support of op's PSF, window // 2)``."""
+    psf, _ = split_temporal(op)
+    return max(psf.support if psf is not None else 1, window // 2)
 
 
 def _ramp(m: int) -> np.ndarray:
@@ -365,9 +372,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     window = check_positive_int(window, "window", minimum=2)
     psf, spatial = split_temporal(op)
     support = psf.support if psf is not None else 1
-    if overlap is None:
-        overlap = max(support, window // 2)
-    overlap = check_positive_int(overlap, "overlap", minimum=0)
+    overlap = default_overlap(op, window) if overlap is None else check_positive_int(overlap, "overlap", minimum=0)
     if overlap < support:
         raise ValueError(f"overlap must be at least the PSF support ({support} frames), got {overlap}")
     if overlap >= window:
