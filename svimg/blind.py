@@ -82,7 +82,8 @@ def _check_spatial(spatial_op) -> LinearOperator:
         return Identity()
     psf, spatial = split_temporal(spatial_op, "spatial_op")
     if psf is not None:
-        raise ValueError(f"spatial_op must not contain a TemporalPSF (the PSF is what is estimated), got {spatial_op!r}")
+        raise ValueError(f"spatial_op must not contain a TemporalPSF (the PSF is what is estimated), "
+                         f"got {spatial_op!r}")
     return spatial
 
 
@@ -161,12 +162,13 @@ def _check_noise_std(noise_std) -> float | None:
     if noise_std is None:
         return None
     if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real) or not noise_std > 0:
-        raise ValueError(f"noise_std must be a positive number (standard deviation in [0, 1] units) or None, got {noise_std!r}")
+        raise ValueError(f"noise_std must be a positive number (standard deviation in [0, 1] units) or None, "
+                         f"got {noise_std!r}")
     return float(noise_std) ** 2
 
 
 def score_psfs(y, candidates=None, *, boundary: str = "circular", noise_std: float | None = None):
-    """Score temporal PSFs for the measurement ``y`` (module docstring); returns [(psf, score), ...], best (lowest) first.
+    """Score temporal PSFs for the measurement ``y`` (module docstring); returns [(psf, score), ...], best first.
 
     ``candidates``: TemporalPSFs, or None for :func:`candidate_psfs` with ``boundary``.
     ``noise_std``: the measurement noise's standard deviation when known; None fits it
@@ -182,7 +184,8 @@ def score_psfs(y, candidates=None, *, boundary: str = "circular", noise_std: flo
         candidates = candidate_psfs(T, boundary=_check_boundary(boundary))
     candidates = list(candidates)
     if not candidates or not all(isinstance(c, TemporalPSF) for c in candidates):
-        raise TypeError("candidates must be a non-empty sequence of svimg.ops.TemporalPSF (or None for the default set)")
+        raise TypeError("candidates must be a non-empty sequence of svimg.ops.TemporalPSF "
+                        "(or None for the default set)")
     gram, n = _series(vol.tensor)
     scored = [(psf, _nll(gram, n, psf.matrix(T), noise_var)) for psf in candidates]
     return sorted(scored, key=lambda item: item[1])
@@ -218,9 +221,11 @@ def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: s
     with torch.no_grad():
         z = spatial.forward(xv.to(yv.dtype))
     if tuple(z.shape) != tuple(yv.shape):
-        raise ValueError(f"spatial_op maps x of shape {tuple(xv.shape)} to {tuple(z.shape)}, but y has shape {tuple(yv.shape)}")
+        raise ValueError(f"spatial_op maps x of shape {tuple(xv.shape)} to {tuple(z.shape)}, "
+                         f"but y has shape {tuple(yv.shape)}")
     support = min(T if T % 2 else T - 1, 21) if support is None else _check_support(support)
-    shifts = [TemporalPSF(kernel=np.eye(support)[j], boundary=boundary, normalize=False).matrix(T) for j in range(support)]
+    taps = np.eye(support)
+    shifts = [TemporalPSF(kernel=tap, boundary=boundary, normalize=False).matrix(T) for tap in taps]
     czz, cyz = _gram(z), _gram(yv, z)
     G = np.array([[np.sum(Ei * (Ej @ czz)) for Ej in shifts] for Ei in shifts])
     b = np.array([np.sum(Ej * cyz) for Ej in shifts])
@@ -282,7 +287,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
         op = psf if isinstance(spatial, Identity) else spatial @ psf
         return op, dds_sample(vol.tensor, op, prior, seed=seed, **sample_kwargs)
 
-    _, x1 = stage(psf0)
+    op1, x1 = stage(psf0)
     psf1 = refine_psf(vol.tensor, x1, spatial, support=support, boundary=psf0.boundary)
     op2, x2 = stage(psf1)
     attrs = provenance("blind.sample", op2, initial_psf=repr(psf0), refined_psf=repr(psf1), seed=seed,
@@ -290,6 +295,6 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     video = vol.wrap(x2, attrs)
     if not return_info:
         return video, psf1
-    info = {"stage1": vol.wrap(x1, provenance("blind.sample stage 1", spatial @ psf0, seed=seed)),
+    info = {"stage1": vol.wrap(x1, provenance("blind.sample stage 1", op1, seed=seed)),
             "initial_psf": psf0, "scores": scores, "seed": seed}
     return video, psf1, info

@@ -261,7 +261,8 @@ def recorded_op(y):
 
     spec = str(y.attrs.get(OP_SPEC_ATTR, "")).strip()
     if not spec:
-        raise ValueError("the clip records no degradation operator (no svimg_op_spec attribute); give it with --op SPEC")
+        raise ValueError("the clip records no degradation operator (no svimg_op_spec attribute); "
+                         "give it with --op SPEC")
     return parse_ops(spec)
 
 
@@ -277,7 +278,8 @@ def restore_command(inputs, output, op_specs=None, *, method: str = "dds", sched
     from .cli.opspec import parse_ops
 
     if method != "dds":
-        raise ValueError(f"several inputs and --window run the diffusion sampler only (--method dds), got --method {method}")
+        raise ValueError(f"several inputs and --window run the diffusion sampler only (--method dds), "
+                         f"got --method {method}")
     if frames is not None:
         raise ValueError("--frames applies to one input restored in one pass; drop it for several inputs or --window")
     op = parse_ops(op_specs) if op_specs else recorded_op

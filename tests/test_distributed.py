@@ -39,7 +39,8 @@ class CountingLoader:
 
 
 class FlakyOp:
-    """op(y) for restore_clip: fails the first time it sees clip ``name`` (a marker file records it), then TemporalPSF(3)."""
+    """op(y) for restore_clip: fails the first time it sees clip ``name`` (a marker file records it),
+    then TemporalPSF(3)."""
 
     def __init__(self, name, marker):
         self.name, self.marker = name, marker

@@ -77,7 +77,7 @@ def test_window_rows_are_exact_global_rows():
 def test_window_rows_operator_adjoint():
     op = WindowRows(window_rows(TemporalPSF(3), 12, 2, 9))
     g = torch.Generator().manual_seed(0)
-    u, v = torch.randn(7, 2, 3, 3, generator=g, dtype=torch.float64), torch.randn(7, 2, 3, 3, generator=g, dtype=torch.float64)
+    u, v = (torch.randn(7, 2, 3, 3, generator=g, dtype=torch.float64) for _ in range(2))
     assert torch.allclose((op.forward(u) * v).sum(), (u * op.adjoint(v)).sum())
     assert torch.allclose(op.normal(u), op.adjoint(op.forward(u)))
     with pytest.raises(ValueError, match="7 frames"):
@@ -160,7 +160,8 @@ def test_interrupted_run_resumes_without_redoing_windows(tmp_path):
     assert record["windows_done"] == 2 and record["complete"] is False
 
     steps = []  # one step-0 call per window the sampler runs
-    resumed = sample_windowed(str(source), op, GaussianPrior(), out=out, window_callback=lambda k, a, b: calls.append(k),
+    resumed = sample_windowed(str(source), op, GaussianPrior(), out=out,
+                              window_callback=lambda k, a, b: calls.append(k),
                               callback=lambda step, t, x0: steps.append(step), **kw)
     assert calls == [0, 1, 2, 3]
     assert steps.count(0) == n_windows - 2

@@ -175,7 +175,8 @@ def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
 # ---------------------------------------------------------------- layout
 
 def window_starts(T: int, window: int, overlap: int) -> list[int]:
-    """First frames of the windows: 0, stride, 2 stride, ... and a last one at T - window (stride = window - overlap)."""
+    """First frames of the windows: 0, stride, 2 stride, ... and a last one at T - window
+    (stride = window - overlap)."""
     if T <= window:
         return [0]
     stride = window - overlap
@@ -190,7 +191,8 @@ def default_overlap(op: LinearOperator, window: int) -> int:
 
 
 def _ramp(m: int) -> np.ndarray:
-    """Weights rising from 0 to 1 over ``m`` shared frames: 0 on the first m // 4, sin^2 over the middle, 1 on the last m // 4."""
+    """Weights rising from 0 to 1 over ``m`` shared frames: 0 on the first m // 4, sin^2 over the middle,
+    1 on the last m // 4."""
     margin = m // 4
     phase = np.clip((np.arange(m) + 0.5 - margin) / (m - 2 * margin), 0.0, 1.0)
     return np.sin(0.5 * np.pi * phase) ** 2
@@ -223,8 +225,8 @@ def _frame_source(y):
 
         y = io.as_dataarray(y)
     if _is_dataarray(y):
-        first = to_volume(y.isel(t=slice(0, 1)), "y")
-        return (lambda a, b: to_volume(y.isel(t=slice(a, b)), "y").tensor), dataclasses.replace(first, template=y), y.sizes["t"]
+        template = dataclasses.replace(to_volume(y.isel(t=slice(0, 1)), "y"), template=y)
+        return (lambda a, b: to_volume(y.isel(t=slice(a, b)), "y").tensor), template, y.sizes["t"]
     vol = to_volume(y, "y")
     return (lambda a, b: vol.tensor[a:b]), vol, vol.tensor.shape[0]
 
@@ -250,7 +252,8 @@ class _Store:
             root = zarr.open_group(str(path), mode="r+")
             old = dict(root["0"].attrs).get(PROGRESS_KEY)
             if old is None:
-                raise FileExistsError(f"{str(path)!r} exists and was not written by a windowed run; pass overwrite=True")
+                raise FileExistsError(f"{str(path)!r} exists and was not written by a windowed run; "
+                                      "pass overwrite=True")
             differ = _same_run(old, record)
             if differ:
                 raise ValueError(
