@@ -353,6 +353,23 @@ def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
 
 
 @needs_display
+def test_deleting_the_restore_widget_stops_its_run(viewer, qtbot):
+    layer = _add(viewer, svimg.forward_op(_video(False), svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    n_before, nfe = len(viewer.layers), 500
+    widget._image.value, widget._nfe.value, widget._device.value = layer, nfe, "cpu"
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.steps_done >= 1, timeout=60_000)
+    viewer.window.remove_dock_widget(widget.native)
+    widget.native.deleteLater()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.steps_done < nfe and not widget.running
+    assert len(viewer.layers) == n_before  # no result, and the preview is gone
+
+
+@needs_display
 def test_restore_with_a_bad_checkpoint_reports_and_adds_nothing(viewer, qtbot, tmp_path):
     layer = _add(viewer, _video(False), "clip")
     widget = _dock(viewer, "Restore")

@@ -232,6 +232,8 @@ class RestoreWidget(Container):
         self._preview_layer = None
         self._relay = _StepRelay()
         self._relay.step.connect(self._on_step)
+        self._closed = False
+        self.native.destroyed.connect(self._on_destroyed)
 
     # -- settings -----------------------------------------------------------------
     def _preset_operator(self, layer):
@@ -328,15 +330,22 @@ class RestoreWidget(Container):
         # Last: napari's progress bar processes pending events, which may already finish the run.
         self._pbar.update(1)
 
+    def _on_destroyed(self, *_):
+        """The widget was deleted (e.g. with the viewer): stop the run; touch none of its Qt widgets from now on."""
+        self._closed = True
+        self._cancel.set()
+
     def _on_returned(self, result, name: str, spec: str):
-        if result is None:  # cancelled (the worker suppresses `returned` after quit(), unless it finished first)
+        # None: cancelled (the worker suppresses `returned` after quit(), unless it finished first)
+        if result is None or self._closed:
             return
         _add(self._viewer, video_to_layer(result, name=name, metadata={"svimg_prior": spec}))
         self._status.value = f"done: {name}"
 
     def _on_errored(self, err: Exception):
-        self._status.value = f"failed: {err}"
         show_error(f"svimg restore failed: {err}")
+        if not self._closed:
+            self._status.value = f"failed: {err}"
 
     def _on_finished(self):
         if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
@@ -345,9 +354,11 @@ class RestoreWidget(Container):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        self.worker = None
+        if self._closed:
+            return
         if self._cancel.is_set():
             self._status.value = "cancelled"
-        self.worker = None
         self._run_button.enabled, self._cancel_button.enabled = True, False
 
 
