@@ -17,6 +17,7 @@ more than ``nfe`` steps; this schedule keeps exactly ``nfe`` (so exactly
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import torch
@@ -24,6 +25,14 @@ import torch
 from .._validate import check_positive_int
 
 __all__ = ["DDSSchedule"]
+
+
+def _outside_svimg() -> int:
+    """The warnings stacklevel of the first caller outside the svimg package (so the warning names user code)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "svimg":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class DDSSchedule:
@@ -61,7 +70,7 @@ class DDSSchedule:
                 f"{n_train} training steps are not a multiple of nfe={nfe}: skip = {n_train} // {nfe} = {self.skip}, "
                 f"so the sampler uses the {nfe} timesteps {self._describe()}",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=_outside_svimg(),
             )
 
     def _describe(self) -> str:
