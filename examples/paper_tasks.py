@@ -140,7 +140,7 @@ def main(argv=None):
             if isinstance(out, str):
                 print(f"{name:18s} {label:22s} {out}")
             else:
-                print(f"{name:18s} {label:22s} {psnr(out, x):7.2f} {ssim(out, x):6.3f} {secs:8.1f}")
+                print(f"{name:18s} {label:22s} {psnr(out, x):7.2f} {ssim(out, x):6.3f} {secs:8.2f}")
         print()
         sys.stdout.flush()
 
