@@ -7,7 +7,10 @@ import numbers
 
 import torch
 
-__all__ = ["check_volume", "check_finite", "check_positive_int", "check_positive_number", "check_unit_interval"]
+__all__ = [
+    "check_volume", "check_finite", "check_data_range", "check_positive_int", "check_positive_number",
+    "check_unit_interval",
+]
 
 
 def check_volume(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -26,6 +29,23 @@ def check_finite(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     bad = int((~torch.isfinite(x)).sum())
     if bad:
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or Inf); clean or mask them first")
+    return x
+
+
+def check_data_range(x: torch.Tensor, name: str = "y", gain: float = 1.0) -> torch.Tensor:
+    """Raise when ``x`` lies far outside the values a video in [0, 1] can give: below ``-g`` or above ``2 g``.
+
+    ``g = max(1, gain)``, where ``gain`` is how far the operator can scale a [0, 1]
+    video (e.g. ``max |A 1|``).  A measurement of 8-bit values stored as floats
+    (0..255) is the usual cause; noise and moderate over/undershoot pass.
+    """
+    g = max(1.0, float(gain))
+    low, high = float(x.min()), float(x.max())
+    if low < -g or high > 2 * g:
+        raise ValueError(
+            f"{name} holds values from {low:.4g} to {high:.4g}, far outside the expected [0, 1] "
+            f"(accepted: [{-g:.3g}, {2 * g:.3g}]); rescale it to [0, 1], e.g. divide 8-bit data by 255"
+        )
     return x
 
 

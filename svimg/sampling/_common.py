@@ -12,7 +12,7 @@ import torch
 
 from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
-from .._validate import check_finite, check_positive_int, check_positive_number
+from .._validate import check_data_range, check_finite, check_positive_int, check_positive_number
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
 from .schedule import DDSSchedule
@@ -104,16 +104,22 @@ class Problem:
 
 
 def prepare_problem(y, op, device) -> Problem:
-    """Validate ``op`` and ``y`` (finite, shape an output of op) and move y to ``device``.
+    """Validate ``op`` and ``y`` (finite, shape an output of op, in range) and move y to ``device``.
 
-    The working dtype is float64 for float64 input, float32 otherwise.
+    The working dtype is float64 for float64 input, float32 otherwise.  A y far
+    outside what ``op`` makes of a [0, 1] video (below ``-g``, above ``2 g``,
+    ``g = max(1, max |A 1|)``) raises: it is a units mistake such as 0..255 data.
     """
     _check_op(op)
     vol = to_volume(y, "y")
     x_shape = tuple(check_measurement(op, vol.tensor))
     dev = resolve_device(device)
     dtype = torch.float64 if vol.tensor.dtype == torch.float64 else torch.float32
-    return Problem(vol, vol.tensor.to(device=dev, dtype=dtype), op, x_shape, dev)
+    y_work = vol.tensor.to(device=dev, dtype=dtype)
+    with torch.no_grad():
+        gain = float(op.forward(torch.ones(x_shape, dtype=dtype, device=dev)).abs().max())
+    check_data_range(y_work, "y", gain)
+    return Problem(vol, y_work, op, x_shape, dev)
 
 
 def initial_noise(x_T, problem: Problem) -> torch.Tensor:
