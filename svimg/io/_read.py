@@ -7,6 +7,7 @@ video files only up to the last frame asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import os
@@ -79,11 +80,12 @@ def load(path, frames=None, size: int | None = None) -> xr.DataArray:
     path = _existing(path)
     sel, count = frame_selection(frames)
     fmt = file_format(path, reading=True)
-    if fmt == "video":
-        da = _read_video(path, sel)
-    else:
-        da = {"zarr": _read_zarr_path, "npy": _read_npy, "npz": _read_npz, "tiff": _read_tiff}[fmt](path)
-        da = da.isel(t=sel)
+    with reading(str(path), fmt):
+        if fmt == "video":
+            da = _read_video(path, sel)
+        else:
+            da = {"zarr": _read_zarr_path, "npy": _read_npy, "npz": _read_npz, "tiff": _read_tiff}[fmt](path)
+            da = da.isel(t=sel)
     if count is not None and da.sizes["t"] < count:
         raise ValueError(f"frames={count} asks for more frames than {str(path)!r} holds ({da.sizes['t']})")
     if da.sizes["t"] == 0:
@@ -106,6 +108,62 @@ def as_dataarray(x) -> xr.DataArray:
     if type(x).__module__.startswith("zarr"):
         return _to_unit_float(_read_zarr(x), repr(x))
     raise TypeError(f"expected a path or a zarr array/group, got {type(x).__name__}")
+
+
+def _summary(err: BaseException) -> str:
+    """A library error as one short line: its first line (and its last, when it spans several)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _unreadable(label: str, fmt: str, err: Exception) -> ValueError:
+    return ValueError(
+        f"cannot read {label} as {fmt}: {_summary(err)} ({type(err).__name__}); "
+        f"the file is truncated, corrupt or not a valid {fmt} file"
+    )
+
+
+@contextlib.contextmanager
+def reading(path: str, fmt: str):
+    """Re-raise what a format library throws on a bad file as one ``ValueError`` naming ``path``.
+
+    Errors that already name the file on their first line (svimg's own checks,
+    ``FileNotFoundError``/``PermissionError`` from the OS) pass unchanged.
+    """
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as err:
+        first = (str(err).splitlines() or [""])[0]
+        if isinstance(err, (ValueError, TypeError, OSError)) and path in first:
+            raise
+        raise _unreadable(repr(path), fmt, err) from err
+
+
+class _Guarded:
+    """A stored array (zarr, TIFF pages) whose reads fail with an error naming ``label``: lazy chunks
+    decoded later by dask raise a ``ValueError`` about the file, not the codec's own exception."""
+
+    def __init__(self, arr, label: str, fmt: str):
+        self.arr, self.label, self.fmt = arr, label, fmt
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.arr[key]
+        except MemoryError:
+            raise
+        except Exception as err:
+            raise _unreadable(self.label, self.fmt, err) from err
+
+
+def _lazy(arr, label: str, fmt: str):
+    """A dask array over a chunked stored array: one dask chunk per stored chunk, reads guarded."""
+    import dask.array
+
+    return dask.array.from_array(_Guarded(arr, label, fmt), chunks=arr.chunks, name=False, asarray=True)
 
 
 def _existing(path) -> Path:
@@ -231,7 +289,6 @@ def _order(ndim: int) -> tuple:
 
 def _read_tiff(path: Path) -> xr.DataArray:
     """First series of a TIFF, lazily through tifffile's zarr view; svimg's own JSON metadata restores dims/coords/attrs."""
-    import dask.array
     import tifffile
     import zarr
 
@@ -239,7 +296,7 @@ def _read_tiff(path: Path) -> xr.DataArray:
     series = tif.series[0]
     pages = zarr.open(series.aszarr(), mode="r")
     weakref.finalize(pages, tif.close)  # the file stays open while the lazy array is alive
-    data = dask.array.from_zarr(pages)
+    data = _lazy(pages, repr(str(path)), "tiff")
     shaped = tif.shaped_metadata[0] if tif.shaped_metadata else {}
     if META_KEY in shaped:
         return decode(shaped[META_KEY], data).transpose(*_order(data.ndim))
@@ -291,7 +348,6 @@ def _ngff_dims(meta: dict) -> list:
 
 def _read_zarr(node, source: str = "zarr store") -> xr.DataArray:
     """A zarr array, an NGFF image group, or a group with one image-like array (plus 0/1-D coordinate arrays)."""
-    import dask.array
     import zarr
 
     coords, name = {}, None
@@ -316,15 +372,15 @@ def _read_zarr(node, source: str = "zarr store") -> xr.DataArray:
     else:
         raise TypeError(f"expected a zarr array or group, got {type(node).__name__}")
     attrs = {k: v for k, v in arr.attrs.items() if k not in ("_ARRAY_DIMENSIONS", "coordinates")}
-    return _video(dask.array.from_zarr(arr), dims, coords, attrs, name, source)
+    return _video(_lazy(arr, source, "zarr"), dims, coords, attrs, name, source)
 
 
 def _zarr_coords(group, image, dims) -> dict:
-    """0-D and 1-D arrays of ``group`` along one of ``dims`` (with a matching length), as xarray coordinates."""
+    """Smaller arrays of ``group`` whose named dimensions are among ``dims`` (lengths matching), as coordinates."""
     coords = {}
     sizes = dict(zip(dims, image.shape))
     for key, arr in group.arrays():
-        if arr.path == image.path or arr.ndim > 1:
+        if arr.path == image.path or arr.ndim >= image.ndim:
             continue
         cdims = tuple(_DIM_ALIASES.get(str(n).lower(), str(n)) for n in (getattr(arr.metadata, "dimension_names", None)
                                                                           or arr.attrs.get("_ARRAY_DIMENSIONS") or ()))
