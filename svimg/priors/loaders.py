@@ -31,8 +31,9 @@ def read_checkpoint(path) -> dict:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as err:
+        reason = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run over many lines
         raise ValueError(
-            f"cannot read checkpoint {str(path)!r} ({type(err).__name__}: {err}); "
+            f"cannot read checkpoint {str(path)!r} ({type(err).__name__}: {reason}); "
             "the file is truncated, corrupt or not a torch state_dict"
         ) from err
     if not isinstance(obj, dict):
