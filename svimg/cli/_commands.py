@@ -55,13 +55,12 @@ def _measure(x, op, specs: list[str], sigma: float, seed: int, **record):
 
 
 def _check_target(path, overwrite: bool) -> None:
-    """Fail before any work when OUT exists (without --overwrite) or its format is unknown."""
-    from ..io._paths import file_format
+    """Fail before any work when OUT's format is unknown, OUT exists (without --overwrite) or cannot be written."""
+    from ..io._paths import check_target, file_format
 
     target = Path(path).expanduser()
     file_format(target, reading=False)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass --overwrite to replace it")
+    check_target(target, overwrite)
 
 
 def degrade(args, status: Status) -> int:
