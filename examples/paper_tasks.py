@@ -55,16 +55,18 @@ def moving_pattern(frames: int, size: int) -> np.ndarray:
     t = np.arange(frames)[:, None, None, None]
     c = np.arange(3)[None, :, None, None]
     yy, xx = np.mgrid[:size, :size] / size
-    waves = 0.5 + 0.25 * np.sin(2 * np.pi * (3 * xx[None, None] - 0.05 * t) + 2 * c) * np.cos(2 * np.pi * yy[None, None])
+    xx, yy = xx[None, None], yy[None, None]
+    waves = 0.5 + 0.25 * np.sin(2 * np.pi * (3 * xx - 0.05 * t) + 2 * c) * np.cos(2 * np.pi * yy)
     cx, cy = 0.3 + 0.4 * t / max(frames - 1, 1), 0.5
-    disc = ((xx[None, None] - cx) ** 2 + (yy[None, None] - cy) ** 2 < 0.02).astype(float)
+    disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < 0.02).astype(float)
     return np.clip(waves + 0.4 * disc, 0, 1).astype(np.float32)
 
 
 def load_clip(args):
     try:
         clip = svimg.data.clip(args.clip, frames=args.frames, start=args.start, size=args.size)
-        return clip.values, f"svimg.data.clip({args.clip!r}, frames={args.frames}, start={args.start}, size={args.size})"
+        call = f"svimg.data.clip({args.clip!r}, frames={args.frames}, start={args.start}, size={args.size})"
+        return clip.values, call
     except Exception as err:  # the example must run even where the video cannot be decoded
         return moving_pattern(args.frames, args.size), f"synthetic moving pattern ({type(err).__name__}: {err})"
 
@@ -76,7 +78,8 @@ def load_prior(kind: str):
         prior = svimg.priors.bundled()
         return prior, f"svimg.priors.bundled() ({prior.name}, sha256 {str(prior.sha256)[:12]})"
     except Exception as err:
-        return svimg.priors.GaussianPrior(), f"GaussianPrior(mean=0, std=0.5): bundled() failed ({type(err).__name__}: {err})"
+        reason = f"bundled() failed ({type(err).__name__}: {err})"
+        return svimg.priors.GaussianPrior(), f"GaussianPrior(mean=0, std=0.5): {reason}"
 
 
 def methods(args, prior, spatial: bool, n_values: int):

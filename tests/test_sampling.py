@@ -82,8 +82,11 @@ def test_static_video_drifts_apart_with_per_frame_noise(noise):
 
 
 # (c) -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("op", [TemporalPSF(3, boundary="zero"), GaussianBlur(5, 1.0) @ TemporalPSF(3, boundary="reflect"),
-                                Downsample(2) @ TemporalPSF(5)])
+@pytest.mark.parametrize("op", [
+    TemporalPSF(3, boundary="zero"),
+    GaussianBlur(5, 1.0) @ TemporalPSF(3, boundary="reflect"),
+    Downsample(2) @ TemporalPSF(5),
+])
 def test_data_residual_far_below_the_unconditioned_sample(op):
     x_true = rand(T, C, S, S, seed=3)
     y = op.forward(x_true)

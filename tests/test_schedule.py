@@ -12,7 +12,8 @@ from svimg.sampling import DDSSchedule
 def test_nfe20_timesteps_are_950_to_0_and_pairs_end_at_minus_one():
     s = DDSSchedule(20)
     assert s.skip == 50
-    assert s.timesteps == (950, 900, 850, 800, 750, 700, 650, 600, 550, 500, 450, 400, 350, 300, 250, 200, 150, 100, 50, 0)
+    assert s.timesteps == (950, 900, 850, 800, 750, 700, 650, 600, 550, 500,
+                           450, 400, 350, 300, 250, 200, 150, 100, 50, 0)
     pairs = s.pairs()
     assert len(pairs) == 20
     assert pairs[0] == (950, 900) and pairs[-2] == (50, 0) and pairs[-1] == (0, -1)
@@ -55,8 +56,12 @@ def test_non_divisible_nfe_warns_with_the_timesteps_used():
         assert len(DDSSchedule(7).timesteps) == 7
 
 
-@pytest.mark.parametrize("nfe, exc, msg", [(0, ValueError, "nfe"), (1001, ValueError, r"nfe must be in 1\.\.1000 .*got 1001"),
-                                           (2.5, TypeError, "nfe"), (True, TypeError, "nfe")])
+@pytest.mark.parametrize("nfe, exc, msg", [
+    (0, ValueError, "nfe"),
+    (1001, ValueError, r"nfe must be in 1\.\.1000 .*got 1001"),
+    (2.5, TypeError, "nfe"),
+    (True, TypeError, "nfe"),
+])
 def test_bad_nfe_raises_naming_it(nfe, exc, msg):
     with pytest.raises(exc, match=msg):
         DDSSchedule(nfe)

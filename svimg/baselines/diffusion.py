@@ -46,7 +46,9 @@ def _ancestral_coefficients(a_t: float, a_next: float) -> tuple[float, float, fl
 
 def _check_differentiable(eps: Tensor) -> None:
     if not eps.requires_grad:
-        raise RuntimeError("dps needs a prior whose eps is differentiable by autograd; prior.eps returned a detached tensor")
+        raise RuntimeError(
+            "dps needs a prior whose eps is differentiable by autograd; prior.eps returned a detached tensor"
+        )
 
 
 def _dps_gradient(x: Tensor, t: int, a_t: float, evaluator, residual_norm) -> tuple[Tensor, Tensor, Tensor]:

@@ -35,7 +35,8 @@ def check_prior(prior):
 
 def prior_identity(prior) -> dict:
     """Provenance fields naming the prior: its ``name`` (or class name) and ``sha256`` (or None)."""
-    return {"prior": str(getattr(prior, "name", None) or type(prior).__name__), "prior_sha256": getattr(prior, "sha256", None)}
+    name = getattr(prior, "name", None) or type(prior).__name__
+    return {"prior": str(name), "prior_sha256": getattr(prior, "sha256", None)}
 
 
 class PriorEvaluator:
