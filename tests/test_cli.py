@@ -81,8 +81,8 @@ def test_demo(tmp_path):
     proc = svimg("-q", "demo", "--out", out, "--frames", "4", "--size", "16", "--nfe", "2", "--cg-iters", "2")
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("svimg demo: carphone, 4 frames 16x16")
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
-    assert set(rows) == {"CG", "svimg"} and all(len(v) == 3 for v in rows.values())
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert set(rows) == {"degraded", "CG", "svimg"} and all(len(v) == 3 for v in rows.values())
     saved = json.loads((out / "metrics.json").read_text())
     assert float(rows["svimg"][0]) == pytest.approx(saved["metrics"]["svimg"]["psnr"], abs=0.01)
     png = iio.imread(out / "demo.png")
@@ -92,4 +92,6 @@ def test_demo(tmp_path):
     truth, cg = io.load(out / "truth.zarr"), io.load(out / "cg.zarr")
     assert truth.shape == cg.shape == (4, 3, 16, 16)
     assert metrics.psnr(cg, truth) == pytest.approx(saved["metrics"]["CG"]["psnr"])
-    assert io.load(out / "degraded.zarr").shape == (4, 3, 8, 8)  # the default demo op pools 2x
+    degraded = io.load(out / "degraded.zarr")
+    assert degraded.attrs["svimg_op_spec"] == "temporal:uniform:13"  # the default demo degradation
+    assert json.loads(degraded.attrs["svimg_parameters"])["noise"] == 0.02

@@ -111,7 +111,7 @@ def test_restore_passes_every_sampler_option(tmp_path, clip, capsys, monkeypatch
     assert x.shape == (4, 16, 16) and x.attrs["svimg_operation"] == "sample"
     params = json.loads(x.attrs["svimg_parameters"])
     assert {k: params[k] for k in ("nfe", "eta", "cg_iters", "gamma", "noise", "seed", "batch_size")} == {
-        "nfe": 3, "eta": 0.5, "cg_iters": 2, "gamma": 2.0, "noise": "initial", "seed": 11, "batch_size": 2}
+        "nfe": 4, "eta": 0.5, "cg_iters": 2, "gamma": 2.0, "noise": "initial", "seed": 11, "batch_size": 2}
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3"  # taken from y, no --op given
     assert x.attrs["history"].count("\n") == 1 and "degrade" in x.attrs["history"]  # CF history chained
 

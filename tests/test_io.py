@@ -27,6 +27,7 @@ def _video(T=5, C=3, H=12, W=16, seed=0):
         "y": np.arange(H) * 0.25,
         "stamp": ("t", np.datetime64("2024-01-01T00:00:00", "ns") + np.arange(T) * np.timedelta64(1, "s")),
         "site": "well A1",
+        "gain": (("y", "x"), np.linspace(0.5, 1.5, H * W).reshape(H, W)),
     }
     if C:
         coords["c"] = ["r", "g", "b"][:C]
