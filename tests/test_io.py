@@ -159,6 +159,15 @@ def test_foreign_ngff_04_store_with_z_and_physical_time(tmp_path):
     assert da["t"].attrs["units"] == "second"
 
 
+def test_a_plain_xarray_zarr_store_is_read_with_its_coordinates(tmp_path):
+    da = _video(C=0).drop_vars("stamp")
+    da.to_dataset(name="frames").to_zarr(tmp_path / "xr.zarr", consolidated=False, zarr_format=3)
+    back = io.load(tmp_path / "xr.zarr")
+    np.testing.assert_array_equal(back.values, da.values)
+    np.testing.assert_array_equal(back["gain"].values, da["gain"].values)
+    np.testing.assert_array_equal(back["t"].values, da["t"].values)
+
+
 def test_bare_zarr_array_gets_dims_by_rank_and_as_dataarray_accepts_it(tmp_path):
     arr = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(4, 8, 8), dtype="uint8", chunks=(1, 8, 8))
     arr[...] = np.arange(4 * 64, dtype=np.uint8).reshape(4, 8, 8)

@@ -347,7 +347,8 @@ def _ngff_dims(meta: dict) -> list:
 
 
 def _read_zarr(node, source: str = "zarr store") -> xr.DataArray:
-    """A zarr array, an NGFF image group, or a group with one image-like array (plus 0/1-D coordinate arrays)."""
+    """A zarr array, an NGFF image group, or a group whose highest-rank array is the only one of its rank
+    (smaller arrays along its dimensions become coordinates)."""
     import zarr
 
     coords, name = {}, None
@@ -360,7 +361,9 @@ def _read_zarr(node, source: str = "zarr store") -> xr.DataArray:
             if arr.ndim != len(dims):
                 raise ValueError(f"{source}: NGFF lists {len(dims)} axes but array {meta['path']!r} has {arr.ndim}")
         else:
-            images = [a for _, a in node.arrays() if a.ndim >= 2]
+            arrays = [a for _, a in node.arrays()]
+            top = max((a.ndim for a in arrays), default=0)
+            images = [a for a in arrays if a.ndim == top >= 2]
             if len(images) != 1:
                 listed = sorted(k for k, _ in node.arrays())
                 raise ValueError(f"{source} holds arrays {listed}; expected an OME-NGFF image or exactly one image array")
