@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import numbers
 import os
 import weakref
@@ -24,6 +25,10 @@ from ._paths import file_format
 from ._resize import center_crop_resize
 
 __all__ = ["load", "as_dataarray", "frame_selection"]
+
+# tifffile logs what it finds wrong in a damaged file; unless the application configures logging, stay quiet:
+# the reader raises its own error naming the file.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 META_KEY = "svimg_metadata"  # the JSON document svimg writes into .npz files and TIFF descriptions
 _DIM_ALIASES = {"t": "t", "time": "t", "c": "c", "channel": "c", "ch": "c", "z": "z", "y": "y", "x": "x"}
@@ -294,6 +299,12 @@ def _read_tiff(path: Path) -> xr.DataArray:
 
     tif = tifffile.TiffFile(path)
     series = tif.series[0]
+    page = series.keyframe
+    stored = sum(page.databytecounts)
+    if page.compression == 1 and 8 * stored < page.size * page.bitspersample:  # uncompressed: all samples stored
+        tif.close()
+        raise ValueError(f"{str(path)!r} is corrupt: a TIFF page declares {page.shape} {page.dtype} values "
+                         f"({page.size * page.bitspersample // 8} bytes) but stores {stored} bytes")
     pages = zarr.open(series.aszarr(), mode="r")
     weakref.finalize(pages, tif.close)  # the file stays open while the lazy array is alive
     data = _lazy(pages, repr(str(path)), "tiff")

@@ -120,6 +120,12 @@ def _write_zarr(da: xr.DataArray, tmp: Path, progress: bool) -> None:
 def _write_tiff(da: xr.DataArray, tmp: Path, progress: bool) -> None:
     import tifffile
 
+    H, W = da.sizes["y"], da.sizes["x"]
+    planes = da.size // (H * W)
+    if planes > 1 and W == 1 and (H == 1 or da.dtype == bool):  # tifffile mis-shapes these pages
+        raise ValueError(f"TIFF cannot hold {planes} planes of {H}x{W} {da.dtype} pixels (tifffile cannot write or "
+                         "read them back as planes); save as .zarr, .npy or .npz")
+
     def planes():
         for _, _, block in frame_blocks(da, progress, "writing tiff"):
             yield from block.reshape(-1, *block.shape[-2:])
