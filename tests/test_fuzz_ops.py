@@ -10,7 +10,7 @@ normal), the algebra ((AB)^T = B^T A^T, associativity, scalars), shape round tri
 energy on random SPD systems, and the Cython kernel against the torch reference on random banded
 and non-banded matrices.
 
-Default run: ``max_examples`` 25 (profile "ci"); ``pytest -m slow`` repeats every property with the
+Default run: ``max_examples`` 20 (profile "ci"); ``pytest -m slow`` repeats every property with the
 "long" profile (400 examples).
 """
 
@@ -29,7 +29,7 @@ from svimg import _dispatch, cg_solve
 from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, Identity, Mask, TemporalPSF
 from svimg.solvers import conjugate_gradient
 
-settings.register_profile("svimg-fuzz-ci", max_examples=25, deadline=None,
+settings.register_profile("svimg-fuzz-ci", max_examples=20, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("svimg-fuzz-long", max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -34,6 +34,7 @@ import svimg.blind
 import svimg.io
 import svimg.metrics
 import svimg.priors
+from _threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from svimg.cli import main
 from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, Mask, RandomMask, TemporalPSF
 from svimg.priors import ADMUNet, GaussianPrior
@@ -43,14 +44,6 @@ from svimg.sampling.windows import sample_windowed
 PRIOR1 = GaussianPrior(channels=1)  # closed-form: sampling a 4 x 8 x 8 video costs milliseconds
 PRIOR3 = GaussianPrior(channels=3)
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- shared helpers (also used by test_interrupt)
