@@ -27,6 +27,7 @@ import torch
 
 import svimg
 import svimg.data
+from svimg.metrics import psnr
 import svimg.io
 import svimg.priors
 from svimg.cli.opspec import parse_ops
@@ -35,10 +36,6 @@ from svimg.sampling.windows import PROGRESS_KEY, default_overlap, sample_windowe
 
 class Interrupt(Exception):
     pass
-
-
-def psnr(a, ref) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - np.asarray(ref, np.float64)) ** 2)))
 
 
 def main(argv=None):

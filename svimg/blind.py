@@ -9,7 +9,10 @@ unknown (S, optional, is a known per-frame operator):
 2. **Stage 1**: :func:`svimg.sample` with ``S @ P0``.
 3. **Refined PSF** (:func:`refine_psf`): non-negative least squares for the
    kernel k in ``y = S conv(x1, k)`` with ``sum(k) = 1``, from the stage-1 video x1.
-4. **Stage 2**: :func:`svimg.sample` with ``S @ P1``, same seed.
+4. **Stage 2**: :func:`svimg.sample` with ``S @ P1``, same seed, when P1 explains
+   y better than P0 by the score of step 1.  Otherwise P1 is noise that x1's
+   errors put into the kernel (with an exact P0, NNLS can only add noise), the
+   second run is skipped and the stage-1 video and P0 are returned.
 
 Why a marginal likelihood and not a residual.  With a circular boundary and no
 noise, every invertible candidate reproduces y exactly, so a plain residual
@@ -260,14 +263,17 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
         One seed for both stages (drawn when None), so they differ only by the PSF.
     return_info : bool
         Also return a dict with ``stage1`` (the stage-1 video, y's type),
-        ``initial_psf``, ``scores`` ([(psf, score)] best first) and ``seed``.
+        ``initial_psf``, ``refined_psf``, ``accepted``, ``scores`` ([(psf, score)]
+        of the candidates, best first) and ``seed``.
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, ...).
 
     Returns
     -------
-    (video, psf) or (video, psf, info): the stage-2 restoration in y's type
-    (xarray gains provenance naming both PSFs) and the refined TemporalPSF.
+    (video, psf) or (video, psf, info): the restoration in y's type (xarray gains
+    provenance naming both PSFs) and the PSF it used: the refined one when its
+    score beats the initial one's (stage 2 ran), else the initial one (stage 1's
+    video).  ``info`` also holds ``refined_psf`` (the NNLS proposal) and ``accepted``.
     """
     from .sampling import sample as dds_sample
     from .sampling._common import resolve_device, resolve_prior
@@ -288,13 +294,16 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
         return op, dds_sample(vol.tensor, op, prior, seed=seed, **sample_kwargs)
 
     op1, x1 = stage(psf0)
-    psf1 = refine_psf(vol.tensor, x1, spatial, support=support, boundary=psf0.boundary)
-    op2, x2 = stage(psf1)
-    attrs = provenance("blind.sample", op2, initial_psf=repr(psf0), refined_psf=repr(psf1), seed=seed,
-                       **{k: v for k, v in sample_kwargs.items() if isinstance(v, (int, float, str, bool))})
+    proposal = refine_psf(vol.tensor, x1, spatial, support=support, boundary=psf0.boundary)
+    (best, _), _ = score_psfs(vol.tensor, [proposal, psf0], noise_std=noise_std)
+    accepted = best is proposal
+    op2, x2 = stage(proposal) if accepted else (op1, x1)
+    psf = proposal if accepted else psf0
+    attrs = provenance("blind.sample", op2, initial_psf=repr(psf0), refined_psf=repr(proposal), accepted=accepted,
+                       seed=seed, **{k: v for k, v in sample_kwargs.items() if isinstance(v, (int, float, str, bool))})
     video = vol.wrap(x2, attrs)
     if not return_info:
-        return video, psf1
-    info = {"stage1": vol.wrap(x1, provenance("blind.sample stage 1", op1, seed=seed)),
-            "initial_psf": psf0, "scores": scores, "seed": seed}
-    return video, psf1, info
+        return video, psf
+    info = {"stage1": vol.wrap(x1, provenance("blind.sample stage 1", op1, seed=seed)), "initial_psf": psf0,
+            "refined_psf": proposal, "accepted": accepted, "scores": scores, "seed": seed}
+    return video, psf, info

@@ -185,6 +185,8 @@ def restore_many(inputs, out_dir, op, prior="bundled", *, scheduler=None, n_work
     from .sampling.windows import store_is_complete
 
     retries = check_positive_int(retries, "retries", minimum=0)
+    n_workers = check_positive_int(n_workers, "n_workers")
+    threads_per_worker = check_positive_int(threads_per_worker, "threads_per_worker")
     paths = collect_inputs(inputs)
     out_dir = Path(out_dir).expanduser()
     outputs = [output_path(p, out_dir) for p in paths]

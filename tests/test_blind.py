@@ -8,15 +8,13 @@ import torch
 
 import svimg
 import svimg.data
+import svimg.priors
 from svimg import blind
+from svimg.metrics import psnr
 from svimg.ops import Downsample, GaussianBlur, RandomMask, TemporalPSF
 from svimg.priors import GaussianPrior
 
 WIDTHS = range(7, 14)
-
-
-def _psnr(a, ref):
-    return 10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - np.asarray(ref, np.float64)) ** 2))
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +37,52 @@ def test_equivalent_width():
         blind.equivalent_width(np.ones(3))
 
 
-def test_blind_deblurring_widths_7_to_13(carphone):
-    """Algorithm 2 on carphone blurred with uniform widths 7..13 (circular, 8-bit measurement).
-
-    Initial and refined widths land within +-1 frame of the truth.  With the
-    analytic prior the stage-1 video is consistent with the initial PSF, so NNLS
-    returns nearly the same kernel and stage 2 differs from stage 1 only
-    slightly: measured +0.31 dB on average over the seven widths, no width more
-    than 0.01 dB worse.  Asserted: a positive mean gain and no width worse by
-    more than 0.05 dB.
-    """
-    gains = []
+def _two_stages(x, prior, nfe):
+    """Algorithm 2 for uniform widths 7..13: (initial widths, returned widths, accepted flags, stage-2 - stage-1 dB)."""
+    initial, final, accepted, gains = [], [], [], []
     for w in WIDTHS:
-        y = _blur(carphone, TemporalPSF(w))
-        video, psf, info = blind.sample(y, prior=GaussianPrior(), nfe=10, seed=0, progress=False, return_info=True)
-        assert abs(blind.equivalent_width(info["initial_psf"]) - w) <= 1
-        assert abs(blind.equivalent_width(psf) - w) <= 1
+        y = _blur(x, TemporalPSF(w))
+        video, psf, info = blind.sample(y, prior=prior, nfe=nfe, seed=0, progress=False, return_info=True)
         assert np.all(psf.kernel >= 0) and psf.kernel.sum() == pytest.approx(1.0)
-        gains.append(_psnr(video, carphone) - _psnr(info["stage1"], carphone))
-    assert np.mean(gains) > 0
-    assert min(gains) > -0.05
+        if not info["accepted"]:  # the refinement lost on the score: stage 1 is the answer
+            assert psf == info["initial_psf"] and np.array_equal(video, info["stage1"])
+        initial.append(blind.equivalent_width(info["initial_psf"]))
+        final.append(blind.equivalent_width(psf))
+        accepted.append(info["accepted"])
+        gains.append(psnr(video, x) - psnr(info["stage1"], x))
+    return np.array(initial), np.array(final), accepted, np.array(gains)
+
+
+def test_blind_deblurring_widths_7_to_13(carphone):
+    """Algorithm 2 on carphone blurred with uniform widths 7..13 (circular, 8-bit measurement), analytic prior.
+
+    Initial and final widths land within +-1 frame of the truth (measured: within
+    0.06).  With the analytic prior the stage-1 video is consistent with the
+    initial PSF, so NNLS proposes nearly the same kernel; the proposal won on the
+    score for widths 7, 8 and 11 and stage 2 ran.  Measured stage 2 - stage 1:
+    +0.75, +0.005, 0, 0, -0.009, 0, 0 dB (mean +0.11).  Asserted: stage 2 never
+    more than 0.05 dB below stage 1 and better on average.
+    """
+    initial, final, accepted, gains = _two_stages(carphone, GaussianPrior(), nfe=10)
+    truth = np.array(WIDTHS)
+    assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
+    assert any(accepted) and not all(accepted)
+    assert gains.min() > -0.05 and gains.mean() > 0
+
+
+@pytest.mark.slow
+def test_blind_deblurring_with_the_bundled_prior():
+    """The same with the bundled prior on 32x32 frames, nfe 20 (about a minute on 2 cores).
+
+    Measured with the weights of step 3466 (sha256 91b77f3f...): stage 2 - stage 1 =
+    0, -0.006, 0, 0, +0.027, 0, 0 dB; stage 2 with every proposal would have lost
+    0.74 dB at width 9.
+    """
+    x = svimg.data.clip("carphone", frames=16, size=32).values
+    initial, final, accepted, gains = _two_stages(x, svimg.priors.bundled(), nfe=20)
+    truth = np.array(WIDTHS)
+    assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
+    assert gains.min() > -0.05 and gains.mean() >= 0
 
 
 def test_scores_prefer_the_truth_over_its_circular_twin(carphone):
@@ -156,7 +180,7 @@ def test_example_runs_at_tiny_size(capsys):
     example.main(["--prior", "analytic", "--frames", "12", "--size", "8", "--width", "5", "--nfe", "2"])
     out = capsys.readouterr().out
     assert "width  5:" in out and "width  7:" in out  # the truth and its circular twin both fit y
-    assert "width: truth 5, initial" in out and "stage 2" in out
+    assert "width: truth 5, initial" in out and "NNLS proposal" in out and "blind result" in out
     example.main(["--sweep", "--frames", "16", "--size", "8"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[2:] == ["7", "8", "9", "10", "11", "12", "13"] and len(lines[2].split()) == 9

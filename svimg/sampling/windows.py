@@ -7,21 +7,29 @@ window is restored by :func:`svimg.sample` on its own and the windows are
 blended with weights that cross-fade over each overlap::
 
     x[t] = sum_k w_k(t) x_k(t) / sum_k w_k(t)
-    w_k   = sin^2(pi (i + 1/2) / (2 m))  over the first m frames shared with window k - 1,
-            cos^2(...) mirrored         over the last frames shared with window k + 1, 1 elsewhere
 
-(sin^2 + cos^2 = 1: where exactly two windows overlap the weights already sum to one).
+Over the m frames window k shares with window k - 1, w_k is 0 on the first
+m // 4, rises as sin^2 over the middle half and is 1 on the last m // 4; the
+earlier window's weight is one minus that, so where exactly two windows
+overlap the weights sum to one.  The quarter of an overlap next to a window's
+end, where that window knows least, gets no weight from it.
 
-The data term of a window is the global one restricted to it.  Measurement
-frame r belongs to the window [a, b) only when every frame it depends on,
-after the operator's boundary rule, lies in [a, b)::
+The data term of a window is the global one wherever the global one fits in
+it.  Measurement frame r of the window [a, b) keeps its global row when every
+frame it depends on, after the operator's boundary rule, lies in [a, b)::
 
-    y[r] = sum_j k[j] x[b(r - j + c)]     kept  iff  a <= b(r - j + c) < b  for every tap j
+    y[r] = sum_j k[j] x[bd(r - j + c)]     kept  iff  a <= bd(r - j + c) < b  for every tap j
 
-The other rows are zeroed (:class:`WindowRows`), so no frame outside the
-window is ever pretended to be inside it; the frames near a window's ends are
-constrained by fewer rows and get little weight in the blend, which is why the
-overlap must be at least the PSF support.
+The other rows (at most ``support - 1`` near each end) reach frames outside the
+window; they are modelled with the window's own mirror image (the "reflect"
+boundary at a and b: a frame just outside is taken to look like the one just
+inside), keeping their measured y.  Dropping those rows instead would leave
+``support - 1`` directions near each end that no data constrain; the prior
+alone then decides them, and a network prior lets them grow from step to step
+(a box PSF, whose null space in a window does not decay, lost more than 30 dB
+that way).  The frames near a window's ends therefore carry a model error and
+get little weight in the blend, which is why the overlap must be at least the
+PSF support.
 
 Every window uses the same seed: with ``noise="batch"`` the initial noise and
 every re-noising draw are one (1, C, H, W) image shared by all frames, so all
@@ -115,7 +123,7 @@ def split_temporal(op: LinearOperator, name: str = "op") -> tuple[TemporalPSF | 
 
 
 class WindowRows(LinearOperator):
-    """y = M x along t for an explicit square (n, n) matrix M (rows outside the window are zero)."""
+    """y = M x along t for an explicit square (n, n) matrix M: a window's temporal operator (:func:`window_rows`)."""
 
     def __init__(self, matrix: np.ndarray):
         M = np.array(matrix, dtype=np.float64)
@@ -149,26 +157,28 @@ class WindowRows(LinearOperator):
     input_shape = output_shape
 
     def __repr__(self):
-        return f"WindowRows({self.matrix.shape[0]} frames, {int(self.matrix.any(axis=1).sum())} rows)"
+        return f"WindowRows({self.matrix.shape[0]} frames)"
 
 
 def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
-    """The rows of ``psf``'s T x T matrix for measurement frames [start, stop) that depend on those frames only.
+    """The temporal matrix of the window [start, stop) of a T-frame video (module docstring).
 
     Returns an (n, n) matrix (n = stop - start) over the window's frames: row
-    ``r - start`` is row r of the global matrix when all its taps land inside
+    ``r - start`` is row r of ``psf.matrix(T)`` when all its taps land inside
     [start, stop) after the boundary rule (taps dropped by the zero boundary
-    are zero globally too), and zero otherwise.
+    are zero globally too), otherwise row ``r - start`` of the window's own
+    matrix with the reflect boundary.
     """
     k, c = psf.kernel, psf.kernel.size // 2
     n = stop - start
     M = np.zeros((n, n))
     for r in range(start, stop):
         taps = [(_boundary_index(r - j + c, T, psf.boundary), w) for j, w in enumerate(k)]
-        if all(s is None or start <= s < stop for s, _ in taps):
-            for s, w in taps:
-                if s is not None:
-                    M[r - start, s - start] += w
+        if not all(s is None or start <= s < stop for s, _ in taps):
+            taps = [(start + _boundary_index(r - start - j + c, n, "reflect"), w) for j, w in enumerate(k)]
+        for s, w in taps:
+            if s is not None:
+                M[r - start, s - start] += w
     return M
 
 
