@@ -31,9 +31,9 @@ def read_checkpoint(path) -> dict:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run over many lines
+        reason = (str(err).strip().splitlines() or [""])[0].split(". ")[0]  # torch's messages run over many lines
         raise ValueError(
-            f"cannot read checkpoint {str(path)!r} ({type(err).__name__}: {reason}); "
+            f"cannot read checkpoint {str(path)!r} ({type(err).__name__}{': ' + reason if reason else ''}); "
             "the file is truncated, corrupt or not a torch state_dict"
         ) from err
     if not isinstance(obj, dict):
