@@ -128,10 +128,9 @@ def _has_channel_axis(ndim: int, name: str) -> bool:
 
 def _check_dtype(is_float: bool, dtype, name: str):
     if not is_float:
-        raise TypeError(
-            f"{name} must hold real floating-point values in [0, 1] (float16/32/64), got dtype {dtype}; "
-            f"convert integers with x.astype('float32') / 255 (or the bit depth's maximum)"
-        )
+        hint = ("take the real part or the magnitude first" if "complex" in str(dtype)
+                else "convert integers with x.astype('float32') / 255 (or the bit depth's maximum)")
+        raise TypeError(f"{name} must hold real floating-point values in [0, 1] (float16/32/64), got dtype {dtype}; {hint}")
 
 
 def _from_numpy(arr: np.ndarray, name: str, had_c: bool) -> Volume:
