@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from ._validate import check_positive_int
+from .ops.base import LinearOperator
 
 __all__ = ["restore_many", "restore_clip", "collect_inputs", "output_path", "cached_prior", "is_batch",
            "recorded_op", "restore_command"]
@@ -123,7 +124,7 @@ def restore_clip(in_path, out_path, op, prior="bundled", *, window: int | None =
     if out_path.exists() and not overwrite and store_is_complete(out_path):
         return {**report, "status": "skipped", "seconds": 0.0}
     y = io.load(in_path)
-    operator = op(y) if callable(op) and not hasattr(op, "forward") else op
+    operator = op if isinstance(op, LinearOperator) else op(y)
     prior = cached_prior(prior)
     if window is not None:
         sample_windowed(y, operator, prior, window=window, overlap=overlap, out=out_path, overwrite=overwrite,
