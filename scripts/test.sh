@@ -23,7 +23,7 @@ python -m pip install -q -U pip
 python -m pip install -q torch==2.13.0          # the CPU build; see README
 python -m pip install -q ".[test,napari]"       # a regular (non-editable) install, built by meson
 
-# Run from the tests folder so `svimg` is the installed package, not the source tree.
+# pytest (not `python -m pytest`) keeps the repo root off sys.path, so the tests import the installed package.
 if command -v xvfb-run >/dev/null 2>&1; then
   exec xvfb-run -a -s "-screen 0 1280x1024x24" pytest "$@"
 else
