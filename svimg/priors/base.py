@@ -59,8 +59,10 @@ class NetworkPrior:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     def to(self, device) -> NetworkPrior:
-        """Move the network to ``device`` (channels_last on CUDA); returns self."""
-        device = torch.device(device)
+        """Move the network to ``device`` (channels_last on CUDA); returns self.  ValueError for CUDA without one."""
+        from ..sampling._common import resolve_device  # lazy: the sampler imports the priors
+
+        device = resolve_device(device)
         fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.net.to(device, memory_format=fmt)
         return self
