@@ -298,14 +298,17 @@ def _read_tiff(path: Path) -> xr.DataArray:
     import zarr
 
     tif = tifffile.TiffFile(path)
-    series = tif.series[0]
-    page = series.keyframe
-    stored = sum(page.databytecounts)
-    if page.compression == 1 and 8 * stored < page.size * page.bitspersample:  # uncompressed: all samples stored
+    try:
+        series = tif.series[0]
+        page = series.keyframe
+        stored = sum(page.databytecounts)
+        if page.compression == 1 and 8 * stored < page.size * page.bitspersample:  # uncompressed: all samples stored
+            raise ValueError(f"{str(path)!r} is corrupt: a TIFF page declares {page.shape} {page.dtype} values "
+                             f"({page.size * page.bitspersample // 8} bytes) but stores {stored} bytes")
+        pages = zarr.open(series.aszarr(), mode="r")
+    except Exception:
         tif.close()
-        raise ValueError(f"{str(path)!r} is corrupt: a TIFF page declares {page.shape} {page.dtype} values "
-                         f"({page.size * page.bitspersample // 8} bytes) but stores {stored} bytes")
-    pages = zarr.open(series.aszarr(), mode="r")
+        raise
     weakref.finalize(pages, tif.close)  # the file stays open while the lazy array is alive
     data = _lazy(pages, repr(str(path)), "tiff")
     shaped = tif.shaped_metadata[0] if tif.shaped_metadata else {}
