@@ -97,7 +97,7 @@ def unwritable_folder(tmp_path: Path) -> Path:
 
 
 def write_bad_files(folder: Path) -> None:
-    """The broken inputs the catalogue reads: one per reader, bad checkpoints, an existing output."""
+    """The inputs the catalogue reads: a broken file per reader, bad checkpoints (and a good tiny one), an existing output."""
     (folder / "garbage.mp4").write_bytes(bytes(range(256)) * 8)
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "garbage.tif").write_bytes(b"II*\x00" + b"\xff" * 60)
@@ -115,6 +115,7 @@ def write_bad_files(folder: Path) -> None:
     torch.save({"fc.weight": torch.zeros(2, 2)}, folder / "foreign.pt")
     torch.save(torch.zeros(3), folder / "tensor.pt")
     svimg.io.save(video(), folder / "exists.zarr")
+    tiny_prior_checkpoint(folder / "tiny.pt")
 
 
 def trigger(call) -> Exception:
@@ -171,7 +172,7 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
     """
     f = {name: folder / name for name in ("truncated.pt", "empty.pt", "text.pt", "foreign.pt", "tensor.pt", "none.pt",
                                           "bad-meta.zarr", "bad-chunk.zarr", "garbage.mp4", "empty.mp4", "garbage.tif",
-                                          "truncated.npy", "pickled.npz", "none.zarr", "exists.zarr")}
+                                          "truncated.npy", "pickled.npz", "none.zarr", "exists.zarr", "tiny.pt")}
     return [
         ("empty measurement", lambda: _sample(np.zeros((0, 8, 8), np.float32)), ValueError,
          ["y is empty", "(0, 1, 8, 8)", "at least one element"]),
@@ -255,6 +256,8 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
          ["device='cuda' was requested but CUDA is not available", "use device='cpu' or 'auto'"]),
         ("CUDA device index without CUDA", lambda: svimg.baselines.cg_only(_y(), TemporalPSF(3), device="cuda:1"),
          ValueError, ["device='cuda:1' was requested but CUDA is not available"]),
+        ("CUDA for a prior checkpoint", lambda: svimg.priors.adm(f["tiny.pt"], device="cuda"), ValueError,
+         ["device='cuda' was requested but CUDA is not available"]),
         ("unknown device", lambda: _sample(_y(), device="tpu"), ValueError,
          ["device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"]),
     ]
@@ -493,7 +496,6 @@ def write_cli_inputs(folder: Path) -> Path:
     svimg.io.save(_y((4, 15, 15)), folder / "odd.zarr")
     svimg.io.save(_y((4, 3, 16, 16)), folder / "rgb.zarr")
     np.save(folder / "units.npy", _y((4, 16, 16)) * 255)
-    tiny_prior_checkpoint(folder / "tiny.pt")
     write_bad_files(folder)
     return folder
 
