@@ -30,17 +30,24 @@ def canonical_dims(dims, name: str = "da") -> tuple:
 def as_video_dataarray(x, name: str = "da") -> xr.DataArray:
     """``x`` as a DataArray in (t, [c,] y, x) order; numpy arrays and torch tensors get dims by ndim.
 
-    DataArrays are transposed, never copied (dask data stays lazy).
+    DataArrays are transposed, never copied (dask data stays lazy).  Empty videos and dtypes
+    :func:`svimg.io.load` cannot read back (complex, strings, objects) raise.
     """
     if isinstance(x, xr.DataArray):
-        return x.transpose(*canonical_dims(x.dims, name))
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be an xarray.DataArray, numpy array or torch tensor, got {type(x).__name__}")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{name} must be (T, C, H, W) or (T, H, W), got an array of shape {x.shape}")
-    return xr.DataArray(x, dims=VIDEO_DIMS if x.ndim == 4 else FRAME_DIMS)
+        da = x.transpose(*canonical_dims(x.dims, name))
+    else:
+        if type(x).__module__.startswith("torch"):
+            x = x.detach().cpu().numpy()
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name} must be an xarray.DataArray, numpy array or torch tensor, got {type(x).__name__}")
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{name} must be (T, C, H, W) or (T, H, W), got an array of shape {x.shape}")
+        da = xr.DataArray(x, dims=VIDEO_DIMS if x.ndim == 4 else FRAME_DIMS)
+    if 0 in da.shape:
+        raise ValueError(f"{name} is empty (shape {da.shape}); every axis needs at least one element")
+    if da.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (float, integer or boolean), got dtype {da.dtype}")
+    return da
 
 
 def _plain(value):
