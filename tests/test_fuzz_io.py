@@ -38,13 +38,6 @@ PROFILES = [pytest.param("svimg-io-ci", id="ci"), pytest.param("svimg-io-long", 
 ALLOWED = (ValueError, TypeError, OSError)
 
 
-@pytest.fixture(autouse=True)
-def _slow_only_when_asked(request):
-    """The long profile runs only under ``-m slow`` (the marker's contract: not part of the default run)."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("long fuzz run: select it with -m slow")
-
-
 def fuzz(profile: str, *strategies):
     """Run the decorated property now under hypothesis with ``profile``'s settings."""
     def run(prop):

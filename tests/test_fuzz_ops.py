@@ -36,13 +36,6 @@ settings.register_profile("svimg-fuzz-long", max_examples=400, deadline=None,
 PROFILES = [pytest.param("svimg-fuzz-ci", id="ci"), pytest.param("svimg-fuzz-long", id="long", marks=pytest.mark.slow)]
 
 
-@pytest.fixture(autouse=True)
-def _slow_only_when_asked(request):
-    """The long profile runs only under ``-m slow`` (the marker's contract: not part of the default run)."""
-    if request.node.get_closest_marker("slow") and "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("long fuzz run: select it with -m slow")
-
-
 def fuzz(profile: str, *strategies):
     """Run the decorated property now under hypothesis with ``profile``'s settings."""
     def run(prop):
