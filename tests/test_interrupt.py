@@ -57,7 +57,8 @@ class Run:
         """Poll ``started()`` until true; fail if the process ends first or nothing happens in ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while not started():
-            assert self.proc.poll() is None, f"svimg ended (status {self.proc.returncode}) before the signal:\n{self.stderr}"
+            ended = self.proc.poll()
+            assert ended is None, f"svimg ended (status {ended}) before the signal:\n{self.stderr}"
             assert time.monotonic() < deadline, f"svimg did not start within {timeout} s:\n{self.stderr}"
             time.sleep(0.02)
 
