@@ -213,7 +213,8 @@ def demo(args, status: Status) -> int:
     movie = side_by_side(shown)
     summary = {"clip": args.clip, "frames": args.frames, "start": args.start, "size": args.size,
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
-               "prior": args.prior, "seed": args.seed, "seconds": timings,
+               "gamma": args.gamma, "noise_mode": args.noise_mode, "prior": args.prior, "seed": args.seed,
+               "seconds": timings,
                "metrics": {k: {m: v for m, v in r.items() if not m.endswith("_per_frame")} for k, r in results.items()}}
 
     out.mkdir(parents=True, exist_ok=True)  # everything is computed: now write, each file atomically
