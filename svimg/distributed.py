@@ -259,7 +259,7 @@ def _run_on_cluster(todo, paths, outputs, op, prior, retries: int, kwargs: dict,
 
 def recorded_op(y):
     """The degradation ``svimg degrade`` recorded in a clip (its ``svimg_op_spec`` attribute), as an operator."""
-    from .cli._commands import OP_SPEC_ATTR
+    from .cli.opspec import OP_SPEC_ATTR
     from .cli.opspec import parse_ops
 
     spec = str(y.attrs.get(OP_SPEC_ATTR, "")).strip()

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .opspec import parse_ops
+from .opspec import OP_SPEC_ATTR, parse_ops
 
-__all__ = ["degrade", "restore", "evaluate", "demo", "OP_SPEC_ATTR"]
-
-OP_SPEC_ATTR = "svimg_op_spec"  # the degradation, as specs, recorded in what `svimg degrade` writes
+__all__ = ["degrade", "restore", "evaluate", "demo"]
 
 
 class Status:

@@ -21,7 +21,9 @@ from typing import Sequence
 
 from ..ops import BOUNDARIES, Downsample, GaussianBlur, LinearOperator, RandomMask, TemporalPSF
 
-__all__ = ["parse_op", "parse_ops", "GRAMMAR"]
+__all__ = ["parse_op", "parse_ops", "GRAMMAR", "OP_SPEC_ATTR"]
+
+OP_SPEC_ATTR = "svimg_op_spec"  # attr recording a degradation as specs (written by `svimg degrade` and napari's Degrade)
 
 GRAMMAR = ("temporal:uniform:W[:BOUNDARY] | temporal:gaussian:SIGMA[:BOUNDARY] | spatial:blur[:SIZE:SIGMA] | "
            "spatial:sr:F | spatial:mask:RATIO[:SEED]")

@@ -12,7 +12,7 @@ opens in napari with the Restore widget preset.
 from __future__ import annotations
 
 import svimg
-from svimg.cli._commands import OP_SPEC_ATTR
+from svimg.cli.opspec import OP_SPEC_ATTR
 from svimg.cli.opspec import parse_op, parse_ops
 
 from ._layers import video_to_layer
