@@ -14,13 +14,18 @@ __version__ = "0.1.0"
 from . import ops  # noqa: E402
 from ._api import adjoint_op, cg_solve, forward_op  # noqa: E402
 
-__all__ = ["__version__", "ops", "forward_op", "adjoint_op", "cg_solve", "sample"]
+# Subpackages load on first attribute access (``svimg.io``, ``svimg.data`` ...), so that
+# ``import svimg`` stays light and never pulls in Qt/napari.
+_SUBMODULES = ("baselines", "blind", "data", "distributed", "io", "metrics", "priors", "sampling", "solvers")
+
+__all__ = ["__version__", "ops", "forward_op", "adjoint_op", "cg_solve", "sample", *_SUBMODULES]
 
 
 def __getattr__(name):
-    # The sampler pulls in the prior machinery; load it on first use.
-    if name == "sample":
-        from .sampling import sample
+    import importlib
 
-        return sample
+    if name == "sample":  # the sampler pulls in the prior machinery: load it on first use
+        return importlib.import_module(".sampling", __name__).sample
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'svimg' has no attribute {name!r}")
