@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from svimg.ops import LinearOperator
 
 #: relative tolerance of a dot test per dtype: float32 precision, or tight for float64
 DOT_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny volumes on a shared 2-core machine: a thread team costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def dense(op: LinearOperator, in_shape: tuple, dtype=torch.float64) -> np.ndarray:

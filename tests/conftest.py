@@ -8,9 +8,19 @@ real compiler is used.
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny volumes and networks on a shared 2-core machine: a thread team costs more than it saves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

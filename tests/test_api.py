@@ -6,7 +6,6 @@ import torch
 import xarray as xr
 
 import svimg
-from _opcheck import one_torch_thread  # noqa: F401 (autouse fixture)
 from svimg import adjoint_op, cg_solve, forward_op
 from svimg.ops import Downsample, GaussianBlur, Identity, Mask, RandomMask, TemporalPSF
 

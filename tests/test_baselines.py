@@ -13,7 +13,6 @@ from svimg.ops import Downsample, GaussianBlur, TemporalPSF
 from svimg.priors.analytic import GaussianPrior
 from svimg.solvers.admm_tv import admm_tv, finite_difference, finite_difference_adjoint, soft_threshold, tv_dims
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def moving_clip(T=8, C=3, S=16):

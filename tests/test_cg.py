@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse.linalg as spla
 import torch
 
-from _opcheck import dense, one_torch_thread  # noqa: F401 (autouse fixture)
+from _opcheck import dense
 from svimg import cg_solve
 from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, RandomMask, TemporalPSF
 from svimg.solvers import conjugate_gradient

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import svimg
 import svimg.priors
@@ -18,13 +17,6 @@ from svimg.cli import main
 from svimg.cli._parser import build_parser, frames_arg
 from svimg.data import cells
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(argv, capsys):

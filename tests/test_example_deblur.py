@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from _opcheck import one_torch_thread  # noqa: F401 (autouse fixture)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "deblur_cg.py"
 

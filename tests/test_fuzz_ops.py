@@ -24,7 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _opcheck import DOT_RTOL, adjoint_gap, dense, norm, one_torch_thread  # noqa: F401 (autouse fixture)
+from _opcheck import DOT_RTOL, adjoint_gap, dense, norm
 from svimg import _dispatch, cg_solve
 from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, Identity, Mask, TemporalPSF
 from svimg.solvers import conjugate_gradient

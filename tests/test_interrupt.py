@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 
 import svimg.io
-from _threads import one_torch_thread  # noqa: F401 (autouse fixture: the reference run in this process)
 from svimg.ops import TemporalPSF
 from svimg.sampling.windows import PROGRESS_KEY, sample_windowed, store_is_complete
 from test_robustness import tiny_prior_checkpoint, video

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import svimg
-from _opcheck import one_torch_thread  # noqa: F401 (autouse fixture)
 from svimg import _dispatch
 from svimg.ops import BOUNDARIES, TemporalPSF
 

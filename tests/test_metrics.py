@@ -9,14 +9,6 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from svimg import metrics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine's cores are shared: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _pair(shape, seed=0, noise=0.1):
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _opcheck import DOT_RTOL, adjoint_gap, dense, one_torch_thread  # noqa: F401 (autouse fixture)
+from _opcheck import DOT_RTOL, adjoint_gap, dense
 from svimg import _dispatch
 from svimg.ops import (
     BOUNDARIES,

@@ -11,7 +11,6 @@ from svimg.priors import ADM256_UNCOND, ADMUNet, NetworkPrior
 from svimg.priors.adm import _Attention
 from svimg.priors.loaders import check_state_dict
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 KEYS_TSV = Path(__file__).parent / "data" / "adm256_uncond_state_dict_keys.tsv"
 

@@ -5,7 +5,6 @@ import torch
 
 import svimg.priors as priors
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 diffusers = pytest.importorskip("diffusers")
 

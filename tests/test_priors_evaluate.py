@@ -1,13 +1,11 @@
 """Evaluation helpers of the bundled prior's card, checked against the closed-form Gaussian prior."""
 
-import numpy as np
 import pytest
 import torch
 
 from svimg.priors import GaussianPrior, alphas_cumprod, timestep_for_sigma
 from svimg.priors.evaluate import ddim_samples, gaussian_filter_best, tweedie_denoise
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def test_tweedie_denoise_is_the_posterior_mean_for_a_gaussian_prior():

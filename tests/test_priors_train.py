@@ -8,7 +8,6 @@ import torch
 import svimg.priors as priors
 from svimg.priors.train import _random_crops, export_weights, latest_checkpoint, train
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 TINY = dict(image_size=16, in_channels=3, model_channels=16, out_channels=3, num_res_blocks=1,
             attention_resolutions=(8,), channel_mult=(1, 2), num_head_channels=16, norm_groups=8)

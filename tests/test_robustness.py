@@ -37,7 +37,6 @@ import svimg.blind
 import svimg.io
 import svimg.metrics
 import svimg.priors
-from _threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from svimg.cli import main
 from svimg.ops import BOUNDARIES, Downsample, GaussianBlur, Mask, RandomMask, TemporalPSF
 from svimg.priors import ADMUNet, GaussianPrior

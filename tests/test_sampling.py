@@ -12,7 +12,6 @@ from svimg.priors.analytic import GaussianPrior
 from svimg.sampling import DDSSchedule, dds_step, sample, steepest_descent
 from svimg.sampling.data_step import data_step
 
-from _threads import one_torch_thread  # noqa: F401  (autouse fixture)
 
 T, C, S = 6, 3, 8
 
