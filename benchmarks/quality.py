@@ -135,13 +135,13 @@ class Method:
 ALL_TABLES = ("temporal", "spatio-temporal", "temporal-noisy", "temporal-zero")
 METHODS = [
     Method("ours", "Ours (batch noise, CG)", "sample", "main", param="gamma",
-           grids=(("temporal-noisy", (0.1, 1.0, 10.0)),)),
+           grids=(("temporal-noisy", (0.3, 1.0, 3.0)),)),
     Method("ours-initial", "Ours, noise=initial", "sample", "ablation", fixed=(("noise", "initial"),), inherits="ours"),
     Method("ours-independent", "Ours, noise=independent", "sample", "ablation", fixed=(("noise", "independent"),),
            inherits="ours"),
     Method("ours-gd", "Ours, solver=gd", "sample", "ablation", fixed=(("solver", "gd"),), inherits="ours"),
     Method("cg", "CG only", "cg_only", "classical", param="n_iter",
-           grids=tuple((t, (5, 20, 100, 500)) for t in ALL_TABLES)),
+           grids=tuple((t, (1, 2, 5, 20, 100, 500)) for t in ALL_TABLES)),
     Method("admm_tv", "ADMM-TV", "admm_tv", "classical", param="lam",
            grids=tuple((t, (1e-4, 1e-3, 1e-2, 1e-1)) for t in ALL_TABLES)),
     Method("dps", "DPS", "dps", "diffusion", param="step_size",
