@@ -12,10 +12,12 @@ import json
 import numpy as np
 import xarray as xr
 
-__all__ = ["VIDEO_DIMS", "as_video_dataarray", "json_attrs", "encode", "decode"]
+__all__ = ["VIDEO_DIMS", "WINDOWED_RUN_ATTR", "as_video_dataarray", "json_attrs", "encode", "decode"]
 
 VIDEO_DIMS = ("t", "c", "y", "x")
 FRAME_DIMS = ("t", "y", "x")
+#: attr of a store written window by window (svimg.sampling.windows): layout, seed, windows_done, complete
+WINDOWED_RUN_ATTR = "svimg_windowed"
 
 
 def canonical_dims(dims, name: str = "da") -> tuple:

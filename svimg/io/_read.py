@@ -12,6 +12,7 @@ import json
 import logging
 import numbers
 import os
+import warnings
 import weakref
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .._validate import check_positive_int
-from ._meta import FRAME_DIMS, VIDEO_DIMS, coord_values, decode
+from ._meta import FRAME_DIMS, VIDEO_DIMS, WINDOWED_RUN_ATTR, coord_values, decode
 from ._ngff import read_image_metadata
 from ._paths import file_format
 from ._resize import center_crop_resize
@@ -96,9 +97,22 @@ def load(path, frames=None, size: int | None = None) -> xr.DataArray:
     if da.sizes["t"] == 0:
         raise ValueError(f"frames={frames!r} selects no frames of {str(path)!r}")
     da = _to_unit_float(da, str(path))
+    _warn_if_unfinished(da, path)
     if size is not None:
         da = _crop_resize(da, size)
     return da
+
+
+def _warn_if_unfinished(da: xr.DataArray, path) -> None:
+    """Warn when ``path`` is a windowed restoration whose run has not finished (its later frames are not restored)."""
+    record = da.attrs.get(WINDOWED_RUN_ATTR)
+    if isinstance(record, dict) and not record.get("complete", True):
+        warnings.warn(
+            f"{str(path)!r} is an unfinished windowed restoration ({record.get('windows_done', '?')} window(s) done): "
+            "frames past the last finished window are not restored; run the same command again to resume",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def as_dataarray(x) -> xr.DataArray:

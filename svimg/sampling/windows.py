@@ -64,6 +64,7 @@ from ..ops.base import Composed, Identity, LinearOperator, Scaled
 from ..ops.spatial import Downsample, GaussianBlur, Mask
 from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
+from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
 __all__ = [
     "sample_windowed",
@@ -79,7 +80,6 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW = 16
-PROGRESS_KEY = "svimg_windowed"  # attrs of the image array of an output store
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
