@@ -10,7 +10,7 @@ import torch
 
 from ._convert import to_volume
 from ._provenance import provenance
-from ._validate import check_positive_int, check_positive_number
+from ._validate import check_callback, check_gamma, check_positive_int, check_positive_number
 from .ops.base import LinearOperator
 from .solvers.cg import conjugate_gradient, normal_system
 
@@ -78,11 +78,9 @@ def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | Non
     """
     _check_op(op)
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
-    if gamma is not None:
-        gamma = check_positive_number(gamma, "gamma")
+    gamma = check_gamma(gamma)
     tol = check_positive_number(tol, "tol", allow_zero=True)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    check_callback(callback)
     vol = to_volume(y, "y")
     yt = vol.tensor
     x_shape = check_measurement(op, yt)

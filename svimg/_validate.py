@@ -76,3 +76,17 @@ def check_unit_interval(value, name: str, *, open_low: bool = False) -> float:
         interval = "(0, 1]" if open_low else "[0, 1]"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
     return float(value)
+
+
+def check_gamma(gamma) -> float | None:
+    """None (the noise-free data step A^T A x = A^T y) or a positive weight of (I + gamma A^T A) x = x0 + gamma A^T y."""
+    return None if gamma is None else check_positive_number(gamma, "gamma")
+
+
+def check_callback(callback, usage: str = ""):
+    """``callback`` if it is None or callable, else TypeError (``usage`` shows how it is called)."""
+    if callback is not None and not callable(callback):
+        how = f" as {usage}" if usage else ""
+        raise TypeError(f"callback must be callable{how} or None, got {type(callback).__name__}")
+    return callback
+

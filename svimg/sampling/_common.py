@@ -12,7 +12,7 @@ import torch
 
 from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
-from .._validate import check_data_range, check_finite, check_positive_int, check_positive_number
+from .._validate import check_callback, check_data_range, check_finite, check_positive_int
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
 from .schedule import DDSSchedule
@@ -23,9 +23,7 @@ __all__ = [
     "resolve_device",
     "resolve_prior",
     "check_choice",
-    "check_gamma",
     "check_flag",
-    "check_callback",
     "initial_noise",
     "progress_bar",
     "Run",
@@ -71,21 +69,10 @@ def check_choice(value, name: str, choices: tuple) -> str:
     return value
 
 
-def check_gamma(gamma) -> float | None:
-    """None (noise-free data step) or a positive weight."""
-    return None if gamma is None else check_positive_number(gamma, "gamma")
-
-
 def check_flag(value, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
-
-
-def check_callback(callback):
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable as callback(step, t, x0_hat) or None, got {type(callback).__name__}")
-    return callback
 
 
 @dataclass
@@ -172,7 +159,7 @@ def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, d
     nfe = check_positive_int(nfe, "nfe")
     check_choice(noise, "noise", NOISE_MODES)
     check_flag(progress, "progress")
-    check_callback(callback)
+    check_callback(callback, "callback(step, t, x0_hat)")
     gen, seed_used = make_generator(seed, generator)
     prior = resolve_prior(prior, problem.device)
     evaluator = PriorEvaluator(prior, problem.x_shape[1], batch_size)

@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 
 from .._provenance import provenance
-from .._validate import check_positive_int, check_unit_interval
-from ._common import check_choice, check_gamma, prepare_run, progress_bar
+from .._validate import check_gamma, check_positive_int, check_unit_interval
+from ._common import check_choice, prepare_run, progress_bar
 from .data_step import SOLVERS, data_step
 from .noise import NoiseSource
 from .schedule import DDSSchedule
