@@ -1,25 +1,35 @@
 """Train svimg's bundled prior on this machine and export its weights.
 
-    python examples/train_prior.py runs/bundled --hours 1.2            # train / resume
+    bash scripts/fetch_training_photos.sh data/photos                  # once: Debian's wallpaper photographs
+    nice -n 19 python examples/train_prior.py runs/bundled --photos data/photos --hours 1.5   # train / resume
     python examples/train_prior.py runs/bundled --export svimg/priors/weights/bundled.pt
 
-Training resumes from the newest checkpoint in the run directory; the loss log is
-runs/bundled/loss.csv.  Uses CUDA when available, else the CPU with --threads threads.
+Training resumes from the newest checkpoint in the run directory (the loss log is
+runs/bundled/loss.csv); ``--init`` starts a new run from exported weights.  Uses CUDA when
+available (``--batch-size`` larger there), else the CPU with ``--threads`` threads.
 """
 
 import argparse
 
-from svimg.priors.train import export_weights, latest_checkpoint, train
+from svimg.priors.train import BUNDLED_CONFIG, export_weights, latest_checkpoint, train
+from svimg.priors.training_data import bundled_pools
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
-    p.add_argument("--steps", type=int, default=100_000, help="stop at this many optimiser steps")
+    p.add_argument("--photos", default="data/photos", help="folder written by scripts/fetch_training_photos.sh")
+    p.add_argument("--steps", type=int, default=1_000_000, help="stop at this many optimiser steps")
     p.add_argument("--hours", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--model-channels", type=int, default=BUNDLED_CONFIG["model_channels"])
+    p.add_argument("--channel-mult", default=",".join(map(str, BUNDLED_CONFIG["channel_mult"])))
+    p.add_argument("--res-blocks", type=int, default=BUNDLED_CONFIG["num_res_blocks"])
+    p.add_argument("--init", metavar="WEIGHTS", help="start a new run from these exported weights")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export", metavar="OUT", help="export the newest checkpoint's EMA weights to OUT and exit")
@@ -30,8 +40,11 @@ def main():
             raise SystemExit(f"no checkpoint in {args.run_dir}")
         print(ckpt, "->", args.export, "sha256", export_weights(ckpt, args.export))
         return
-    train(args.run_dir, batch_size=args.batch_size, lr=args.lr, max_steps=args.steps, max_hours=args.hours,
-          checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads)
+    config = {**BUNDLED_CONFIG, "model_channels": args.model_channels, "num_res_blocks": args.res_blocks,
+              "channel_mult": tuple(int(m) for m in args.channel_mult.split(","))}
+    train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, lr=args.lr, warmup=args.warmup,
+          max_steps=args.steps, max_hours=args.hours, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
+          threads=args.threads, pools=bundled_pools(args.photos), init_weights=args.init)
 
 
 if __name__ == "__main__":

@@ -128,13 +128,19 @@ class _ResBlock(nn.Module):
 
 
 class _Attention(nn.Module):
-    """Multi-head self-attention over all pixels, softmax(q k^T / sqrt(d)) v, plus the input."""
+    """Multi-head self-attention softmax(q k^T / sqrt(d)) v plus the input.
 
-    def __init__(self, channels: int, num_heads: int, groups: int):
+    ``window=None`` attends over all pixels (ADM).  ``window=w`` attends within non-overlapping
+    w x w tiles (the map is zero-padded to whole tiles and padded keys are masked out), so the cost
+    is linear in the pixel count; a map of at most w x w is one tile, identical to global attention.
+    """
+
+    def __init__(self, channels: int, num_heads: int, groups: int, window: int | None = None):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention: {channels} channels do not split into {num_heads} heads")
         self.num_heads = num_heads
+        self.window = window
         self.norm = _norm(channels, groups)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj_out = _zero(nn.Conv1d(channels, channels, 1))
@@ -142,13 +148,41 @@ class _Attention(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
-        qkv = self.qkv(self.norm(flat))
-        d = c // self.num_heads
-        # legacy layout: (B, heads, 3 * d, L) -> q, k, v each (B * heads, L, d)
-        q, k, v = qkv.reshape(b * self.num_heads, 3 * d, h * w).transpose(1, 2).split(d, dim=2)
-        a = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
-        a = a.transpose(1, 2).reshape(b, c, h * w)
-        return (flat + self.proj_out(a)).reshape(b, c, h, w)
+        qkv = self.qkv(self.norm(flat)).reshape(b, 3 * c, h, w)
+        win = self.window
+        if win is None or (h <= win and w <= win):
+            a = self._attend(qkv, None)
+        else:
+            ph, pw = -h % win, -w % win
+            tiles = _to_tiles(F.pad(qkv, (0, pw, 0, ph)), win)
+            valid = _to_tiles(F.pad(qkv.new_ones(1, 1, h, w, dtype=torch.bool), (0, pw, 0, ph)), win)
+            a = _from_tiles(self._attend(tiles, valid.repeat(b, 1, 1, 1)), b, h + ph, w + pw)[..., :h, :w]
+        return (flat + self.proj_out(a.reshape(b, c, h * w))).reshape(b, c, h, w)
+
+    def _attend(self, qkv, valid):
+        """(N, 3C, h, w) -> (N, C, h, w); legacy head layout (N, heads, 3 * d, L); ``valid`` (N, 1, h, w) masks keys."""
+        n, c3, h, w = qkv.shape
+        d = c3 // (3 * self.num_heads)
+        q, k, v = qkv.reshape(n * self.num_heads, 3 * d, h * w).transpose(1, 2).split(d, dim=2)
+        mask = None
+        if valid is not None:
+            mask = valid.reshape(n, 1, h * w).repeat_interleave(self.num_heads, 0)[:, None]
+        a = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], attn_mask=mask)[:, 0]
+        return a.transpose(1, 2).reshape(n, c3 // 3, h, w)
+
+
+def _to_tiles(x, win):
+    """(B, C, H, W) with H, W multiples of ``win`` -> (B * nH * nW, C, win, win), tiles in row-major order."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // win, win, w // win, win).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(-1, c, win, win)
+
+
+def _from_tiles(x, b, h, w):
+    """Inverse of :func:`_to_tiles`."""
+    win, c = x.shape[-1], x.shape[1]
+    x = x.reshape(b, h // win, w // win, c, win, win).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, h, w)
 
 
 class _Seq(nn.Sequential):
@@ -178,6 +212,8 @@ class ADMUNet(nn.Module):
     ``attention_resolutions`` are image resolutions at ``image_size`` (as guided-diffusion's flags);
     ``num_head_channels`` (if > 0) fixes the channels per head, else ``num_heads`` heads are used.
     ``norm_groups`` is the GroupNorm group count (32 in ADM; it changes no parameter shape).
+    ``attention_window`` (None in ADM) restricts attention to tiles of that many positions a side
+    (no parameter changes; cost linear in the frame area).
     H and W must be multiples of ``self.multiple`` = 2 ** (len(channel_mult) - 1).
     """
 
@@ -197,8 +233,11 @@ class ADMUNet(nn.Module):
         conv_resample: bool = True,
         dropout: float = 0.0,
         norm_groups: int = 32,
+        attention_window: int | None = None,
     ):
         super().__init__()
+        if attention_window is not None and attention_window < 1:
+            raise ValueError(f"attention_window must be None or a positive int, got {attention_window}")
         if model_channels <= 0 or model_channels % norm_groups:
             raise ValueError(f"model_channels must be a positive multiple of norm_groups={norm_groups}, got {model_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -210,7 +249,8 @@ class ADMUNet(nn.Module):
             return _ResBlock(ch_in, emb_ch, ch_out, use_scale_shift_norm, norm_groups, dropout=dropout, **kw)
 
         def attn(ch):
-            return _Attention(ch, ch // num_head_channels if num_head_channels > 0 else num_heads, norm_groups)
+            heads = ch // num_head_channels if num_head_channels > 0 else num_heads
+            return _Attention(ch, heads, norm_groups, window=attention_window)
 
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         ch = channel_mult[0] * model_channels

