@@ -1,9 +1,10 @@
 """Measure a prior as a one-step denoiser on held-out frames, plus unconditional samples.
 
-    python -m svimg.priors.evaluate --out docs [--prior bundled] [--run runs/bundled]
+    python -m svimg.priors.evaluate --out docs [--prior bundled] [--run runs/bundled] [--size 256|64|native]
 
 Denoising protocol: frames of carphone and bikes (never trained on), centre-cropped and resized
-to 256 x 256, values x in [0, 1]; y = x + s n with n ~ N(0, I) (seeded), s in {0.05, 0.1, 0.2}.
+to 256 x 256 (``--size 64``: 64 x 64; ``--size native``: the full 272 x 640 frames of bikes alone),
+values x in [0, 1]; y = x + s n with n ~ N(0, I) (seeded), s in {0.05, 0.1, 0.2}.
 In the prior's [-1, 1] units the noise is 2 s; pick the t whose ``sqrt((1 - a_t) / a_t)`` is
 closest to 2 s, feed ``x_t = sqrt(a_t) (2 y - 1)`` and take Tweedie's estimate
 ``x0 = (x_t - sqrt(1 - a_t) eps(x_t, t)) / sqrt(a_t)``, clipped to [-1, 1], back to [0, 1].
@@ -31,11 +32,15 @@ __all__ = ["held_out_frames", "tweedie_denoise", "gaussian_filter_best", "bm3d_d
 NOISE_LEVELS = (0.05, 0.1, 0.2)
 
 
-def held_out_frames(per_clip: int = 4, size: int = 256, stride: int = 30) -> torch.Tensor:
-    """``per_clip`` frames (every ``stride``-th from 0) of carphone and bikes, (N, 3, size, size) in [0, 1]."""
+def held_out_frames(per_clip: int = 4, size: int | None = 256, stride: int = 30) -> torch.Tensor:
+    """``per_clip`` frames (every ``stride``-th from 0) of carphone and bikes, (N, 3, size, size) in [0, 1].
+
+    ``size=None``: bikes alone at its native 272 x 640 (the clips differ in size).
+    """
     from ..data import clip
 
-    vids = [clip(name, frames=stride * (per_clip - 1) + 1, size=size).values[::stride] for name in ("carphone", "bikes")]
+    names = ("carphone", "bikes") if size is not None else ("bikes",)
+    vids = [clip(name, frames=stride * (per_clip - 1) + 1, size=size).values[::stride] for name in names]
     return torch.from_numpy(np.concatenate(vids)).float()
 
 
@@ -133,18 +138,22 @@ def _grid_png(imgs: torch.Tensor, out: Path, cols: int = 4, zoom: int = 2) -> No
 
 
 def evaluate(prior, out_dir, *, run_dir=None, per_clip: int = 4, seed: int = 0, sample_steps: int = 50,
-             with_bm3d: bool = True) -> dict:
-    """Run the protocol of the module docstring; write ``bundled_prior_eval.json`` (and PNGs) to ``out_dir``."""
+             with_bm3d: bool = True, size: int | None = 256) -> dict:
+    """Run the protocol of the module docstring; write ``bundled_prior_eval.json`` (and PNGs) to ``out_dir``.
+
+    At a ``size`` other than 256 the file is ``bundled_prior_eval_{size or 'native'}.json`` and no
+    samples or loss plot are made.
+    """
     from ..metrics import psnr
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    x = held_out_frames(per_clip)
+    x = held_out_frames(per_clip, size)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(x.shape, generator=g)
-    res = {"prior": prior.name, "sha256": prior.sha256, "frames": f"{per_clip} carphone + {per_clip} bikes, 256x256",
-           "rows": []}
+    frames = f"{per_clip} carphone + {per_clip} bikes, {size}x{size}" if size else f"{per_clip} bikes, native 272x640"
+    res = {"prior": prior.name, "sha256": prior.sha256, "frames": frames, "rows": []}
     for s in NOISE_LEVELS:
         y = x + s * noise
         t0 = time.perf_counter()
@@ -159,6 +168,9 @@ def evaluate(prior, out_dir, *, run_dir=None, per_clip: int = 4, seed: int = 0, 
         row["prior_minus_gaussian"] = p_prior - p_gauss
         res["rows"].append(row)
         print(json.dumps(row))
+    if size != 256:
+        (out_dir / f"bundled_prior_eval_{size or 'native'}.json").write_text(json.dumps(res, indent=1))
+        return res
     t0 = time.perf_counter()
     _grid_png(ddim_samples(prior, steps=sample_steps, seed=seed), out_dir / "bundled_prior_samples.png")
     res["samples"] = {"method": f"DDIM eta=0, {sample_steps} steps, 8 samples of 64x64 (shown 2x), seed {seed}",
@@ -177,11 +189,13 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=4, help="frames per held-out clip")
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--no-bm3d", action="store_true")
+    p.add_argument("--size", default="256", help="frame size: 256, 64, ... or 'native' (bikes at 272x640)")
     args = p.parse_args(argv)
     from . import load
 
+    size = None if args.size == "native" else int(args.size)
     evaluate(load(args.prior), args.out, run_dir=args.run, per_clip=args.frames,
-             sample_steps=args.sample_steps, with_bm3d=not args.no_bm3d)
+             sample_steps=args.sample_steps, with_bm3d=not args.no_bm3d, size=size)
 
 
 if __name__ == "__main__":
