@@ -230,7 +230,7 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
         ("missing checkpoint", lambda: svimg.priors.adm(f["none.pt"]), FileNotFoundError,
          [f"checkpoint {str(f['none.pt'])!r} does not exist"]),
         ("unknown prior spec", lambda: svimg.priors.load("stable:x"), ValueError,
-         ["unknown prior 'stable:x'", "expected 'bundled', 'adm:PATH' or 'diffusers:PATH'"]),
+         ["unknown prior 'stable:x'", "expected 'bundled', 'adm:PATH', 'diffusers:PATH' or the path of a weights file"]),
         ("corrupt zarr metadata", lambda: svimg.io.load(f["bad-meta.zarr"]), ValueError,
          [f"cannot read {str(f['bad-meta.zarr'])!r} as zarr", "JSONDecodeError", "corrupt"]),
         ("corrupt zarr chunk (read lazily)", lambda: svimg.io.load(f["bad-chunk.zarr"]).values, ValueError,
