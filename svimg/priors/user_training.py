@@ -145,7 +145,10 @@ def train_prior(
     out = Path(out).expanduser()
     run_dir = run_dir_for(out)
     stored = _check_run_dir(run_dir, resume, overwrite)
-    check_target(out, overwrite or resume)  # exists (without overwrite / resume), folder missing or not writable
+    if out.exists() and not (overwrite or resume):
+        raise FileExistsError(f"{str(out)!r} already exists; pass resume=True (--resume) to continue its training "
+                              "or overwrite=True (--overwrite) to start again")
+    check_target(out, True)  # folder missing or not writable
     newest = latest_checkpoint(run_dir) if resume else None
     resumed = torch.load(newest, map_location="cpu", weights_only=False)["config"] if newest else None
     base = resumed or {**USER_CONFIG, **(config or {})}
