@@ -12,7 +12,7 @@ HEADS, CH = 2, 16
 
 
 def _block(window):
-    """An attention block with random weights (proj_out is zero-initialised: randomise it too), (GroupNorm runs in float32: so does the test)."""
+    """An attention block with random weights (proj_out is zero-initialised: randomise it too), float32."""
     torch.manual_seed(0)
     block = _Attention(CH, HEADS, groups=4, window=window)
     with torch.no_grad():
@@ -37,7 +37,8 @@ def _by_hand(block, x, win):
             th, tw = tile.shape[-2:]
             q, k, v = tile.reshape(b, HEADS, 3 * d, th * tw).split(d, dim=2)
             weights = torch.softmax(torch.einsum("bhdl,bhdm->bhlm", q, k) / math.sqrt(d), dim=-1)
-            out[..., y0:y0 + win, x0:x0 + win] = torch.einsum("bhlm,bhdm->bhdl", weights, v).reshape(b, HEADS, d, th, tw)
+            a = torch.einsum("bhlm,bhdm->bhdl", weights, v)
+            out[..., y0:y0 + win, x0:x0 + win] = a.reshape(b, HEADS, d, th, tw)
     a = out.reshape(b, c, h * w)
     return (x.reshape(b, c, h * w) + block.proj_out(a)).reshape(b, c, h, w)
 

@@ -4,9 +4,9 @@ The catalogue of issue 10: empty/wrong-ndim/NaN/integer/complex measurements, va
 outside [0, 1], T = 1 and T shorter than the PSF, sizes the SR factor does not divide, bad
 mask ratios, nfe and eta out of range, PSFs that sum to zero, measurements that do not fit
 the operator, priors with other channels, bad checkpoints, corrupt stores and videos,
-unwritable outputs, CUDA without a GPU, and bad training data for `svimg train-prior`.  Each is tested through the Python API and,
-where the command line reaches it, through ``svimg.cli.main`` (exit 2, one line on stderr,
-no traceback, the folder unchanged).  ``docs/errors.md`` is generated from the same cases by
+unwritable outputs, CUDA without a GPU, and bad training data for `svimg train-prior`.  Each is
+tested through the Python API and, where the command line reaches it, through ``svimg.cli.main``
+(exit 2, one line on stderr, no traceback, the folder unchanged).  ``docs/errors.md`` is generated from the same cases by
 ``docs/_make_errors_table.py``.
 
 The choice for data far outside [0, 1]: the solvers that assume [0, 1] videos (``svimg.sample``,
@@ -230,7 +230,8 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
         ("missing checkpoint", lambda: svimg.priors.adm(f["none.pt"]), FileNotFoundError,
          [f"checkpoint {str(f['none.pt'])!r} does not exist"]),
         ("unknown prior spec", lambda: svimg.priors.load("stable:x"), ValueError,
-         ["unknown prior 'stable:x'", "expected 'bundled', 'adm:PATH', 'diffusers:PATH' or the path of a weights file"]),
+         ["unknown prior 'stable:x'",
+          "expected 'bundled', 'adm:PATH', 'diffusers:PATH' or the path of a weights file"]),
         ("corrupt zarr metadata", lambda: svimg.io.load(f["bad-meta.zarr"]), ValueError,
          [f"cannot read {str(f['bad-meta.zarr'])!r} as zarr", "JSONDecodeError", "corrupt"]),
         ("corrupt zarr chunk (read lazily)", lambda: svimg.io.load(f["bad-chunk.zarr"]).values, ValueError,

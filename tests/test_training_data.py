@@ -23,7 +23,8 @@ def _regions(img, crop):
             for x in range(w - r + 1):
                 patch = img[:, y:y + r, x:x + r].float()[None]
                 if r != crop:
-                    patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", antialias=True, align_corners=False)
+                    patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", antialias=True,
+                                          align_corners=False)
                 yield patch[0]
                 yield patch[0].flip(-1)
 

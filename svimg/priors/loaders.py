@@ -127,7 +127,8 @@ def load(spec) -> object:
     if isinstance(spec, os.PathLike):
         return adm(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spec must be a string ('bundled', 'adm:PATH', 'diffusers:PATH' or PATH), got {type(spec).__name__}")
+        raise TypeError(f"spec must be a string ('bundled', 'adm:PATH', 'diffusers:PATH' or PATH), "
+                        f"got {type(spec).__name__}")
     kind, sep, arg = spec.partition(":")
     if spec == "bundled":
         return bundled()

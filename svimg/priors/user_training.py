@@ -29,10 +29,12 @@ from pathlib import Path
 from .._device import resolve_device
 from .._validate import check_positive_int, check_positive_number
 
-__all__ = ["train_prior", "run_dir_for", "DEFAULT_STEPS"]
+__all__ = ["train_prior", "run_dir_for", "DEFAULT_STEPS", "DEFAULT_SIZE", "DEFAULT_BATCH_SIZE"]
 
-#: Steps when neither ``steps`` nor ``hours`` is given.
+#: Steps when neither ``steps`` nor ``hours`` is given; crop side and crops per step of a new run.
 DEFAULT_STEPS = 10_000
+DEFAULT_SIZE = 64
+DEFAULT_BATCH_SIZE = 8
 _RUN_FILES = ("config.json", "loss.csv")  # with ckpt_*.pt / ckpt_*.tmp: what train() writes
 
 
@@ -59,6 +61,8 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> dict:
         settings = run_dir / "config.json"
         return json.loads(settings.read_text()) if settings.is_file() else {}
     if run_dir.exists():
+        if not run_dir.is_dir():
+            raise FileExistsError(f"{str(run_dir)!r} (the run directory) exists and is not a folder; move it")
         if not overwrite and any(run_dir.glob("ckpt_*.pt")):
             raise FileExistsError(f"run directory {str(run_dir)!r} already exists; pass resume=True (--resume) to "
                                   "continue it or overwrite=True (--overwrite) to start again")
@@ -69,19 +73,14 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> dict:
     return {}
 
 
-def _network(base: dict, resumed: dict | None, channels: int, width: int | None) -> dict:
-    """The ADMUNet config: the resumed checkpoint's, or ``base`` at ``width`` for ``channels``-channel data."""
+def _network(base: dict, resumed: dict | None, width: int | None) -> dict:
+    """The ADMUNet config before the data sets its channels: the resumed checkpoint's, or ``base`` at ``width``."""
     if resumed is not None:
-        if channels != resumed["in_channels"]:
-            raise ValueError(f"channels={channels} differs from the resumed run's {resumed['in_channels']} channel(s); "
-                             "omit --channels to continue the run")
         if width is not None and width != resumed["model_channels"]:
             raise ValueError(f"width={width} differs from the resumed run's width {resumed['model_channels']}; "
                              "omit it to continue the run")
         return resumed
-    net = {**base, "in_channels": channels, "out_channels": channels}
-    if width is not None:
-        net["model_channels"] = width
+    net = {**base, "model_channels": base["model_channels"] if width is None else width}
     if net["model_channels"] % net["norm_groups"]:
         raise ValueError(f"width must be a multiple of {net['norm_groups']}, got {net['model_channels']}")
     return net
@@ -115,11 +114,11 @@ def train_prior(
     1-channel prior, RGB a 3-channel one; ``channels`` = 1 or 3 converts (mixed counts need it).
     Training stops after ``steps`` optimiser steps of the run (default DEFAULT_STEPS, unbounded
     when only ``hours`` is given) or ``hours`` of wall time, whichever comes first.  ``size``: crop
-    side in pixels (default 64), a multiple of the network's ``2 ** (levels - 1)`` (8); ``width``:
-    the network's ``model_channels`` (default 32); ``batch_size`` default 8.  ``max_side``: images
-    are first downscaled so that their shorter side is at most this.  ``config`` replaces entries
-    of ``USER_CONFIG`` (advanced; channels always follow the data).  ``status`` receives
-    one-line progress messages.  See the module docstring for the files and ``resume``.
+    side in pixels (default DEFAULT_SIZE), a multiple of 2 ** (levels - 1) = 8; ``width``: the
+    network's ``model_channels`` (default USER_CONFIG's); ``batch_size``: default DEFAULT_BATCH_SIZE.
+    ``max_side``: images are first downscaled so that their shorter side is at most this.
+    ``config`` replaces entries of ``USER_CONFIG`` (advanced; channels always follow the data).
+    ``status`` receives one-line progress messages.  See the module docstring for the files and ``resume``.
     """
     import torch
 
@@ -151,19 +150,22 @@ def train_prior(
     check_target(out, True)  # folder missing or not writable
     newest = latest_checkpoint(run_dir) if resume else None
     resumed = torch.load(newest, map_location="cpu", weights_only=False)["config"] if newest else None
-    base = resumed or {**USER_CONFIG, **(config or {})}
-    size = size or stored.get("crop", 64)
-    batch_size = batch_size or stored.get("batch_size", 8)
-    multiple = 2 ** (len(base["channel_mult"]) - 1)
+    net = _network(resumed or {**USER_CONFIG, **(config or {})}, resumed, width)
+    size = size or stored.get("crop", DEFAULT_SIZE)
+    batch_size = batch_size or stored.get("batch_size", DEFAULT_BATCH_SIZE)
+    multiple = 2 ** (len(net["channel_mult"]) - 1)
     if size % multiple:
         raise ValueError(f"size must be a multiple of {multiple} (the network halves the crop "
-                         f"{len(base['channel_mult']) - 1} times), got {size}")
-    if resumed and channels is None:
-        channels = resumed["in_channels"]
+                         f"{len(net['channel_mult']) - 1} times), got {size}")
+    if resumed:
+        if channels not in (None, resumed["in_channels"]):
+            raise ValueError(f"channels={channels} differs from the resumed run's {resumed['in_channels']} "
+                             "channel(s); omit --channels to continue the run")
+        channels = resumed["in_channels"]  # the data is converted to the run's channels
 
     say(f"reading {len(sources)} source(s)")
     pool = read_sources(sources, max_side=max_side, channels=channels)
-    net = _network(base, resumed, pool[0].shape[0], width)
+    net = {**net, "in_channels": pool[0].shape[0], "out_channels": pool[0].shape[0]}
     say(f"{len(pool)} training image(s), {net['in_channels']} channel(s); run directory {run_dir}"
         + (f"; resuming from {newest.name}" if newest else ""))
     if overwrite and not resume and run_dir.exists():
