@@ -276,7 +276,8 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     video).  ``info`` also holds ``refined_psf`` (the NNLS proposal) and ``accepted``.
     """
     from .sampling import sample as dds_sample
-    from .sampling._common import resolve_device, resolve_prior
+    from ._device import resolve_device
+    from .sampling._common import resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("blind.sample takes seed=, not generator=: both stages use the same seed")

@@ -9,6 +9,7 @@ npe2's test plugin manager, so the tests see exactly this plugin.
 import importlib.metadata
 import importlib.resources
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -401,3 +402,23 @@ def test_compare_widget_plots_per_frame_metrics(viewer):
     assert [len(ax.lines[0].get_xdata()) for ax in axes] == [T, T, T - 1]  # PSNR, SSIM, consistency between frames
     np.testing.assert_allclose(axes[0].lines[0].get_ydata(), expected["psnr_per_frame"])
     assert f"{expected['psnr']:.2f} dB" in widget._numbers.value
+
+
+@needs_display
+def test_restore_with_a_prior_from_train_prior(viewer, qtbot, tmp_path):
+    """The weights file of `svimg train-prior` is picked as a checkpoint file and restores a grey stack."""
+    clean = _video(False)
+    svimg.io.save(clean, tmp_path / "stack.tif")
+    weights = tmp_path / "mine.pt"  # trained in a subprocess: torch.optim imports triton, which crashes beside Qt
+    subprocess.run([sys.executable, "-m", "svimg.cli", "-q", "train-prior", tmp_path / "stack.tif", weights, "--steps",
+                    "2", "--width", "8", "--size", "16", "--batch-size", "2"], check=True)
+    blurred = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    widget._prior.value = "adm"
+    widget._checkpoint.value = weights
+    _run_restore(qtbot, widget, blurred, nfe=2)
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("blurred restored")]
+    expected = svimg.sample(layer_to_video(blurred.data, rgb=False), svimg.ops.TemporalPSF(3), str(weights), nfe=2,
+                            seed=0, device="cpu", progress=False)
+    np.testing.assert_allclose(layer_to_video(result.data, rgb=False).values, expected.values, atol=1e-5)

@@ -190,3 +190,16 @@ def test_timestep_for_sigma_matches_noise_to_signal_ratio():
         t = priors.timestep_for_sigma(betas, sigma)
         ratio = ((1 - a) / a).sqrt()
         assert abs(ratio[t] - sigma) <= min(abs(ratio[t - 1] - sigma), abs(ratio[t + 1] - sigma))
+
+
+def test_priors_do_not_import_the_sampler(tmp_path):
+    """Device resolution lives in svimg._device, below both: loading and moving a prior never imports sampling."""
+    import subprocess
+    import sys
+
+    from test_robustness import tiny_prior_checkpoint
+
+    path = tiny_prior_checkpoint(tmp_path / "tiny.pt")
+    code = ("import sys, svimg.priors as p; prior = p.adm(sys.argv[1]).to('auto'); prior.eps("
+            "__import__('torch').zeros(1, 1, 8, 8), 3); assert 'svimg.sampling' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)

@@ -4,9 +4,9 @@ The catalogue of issue 10: empty/wrong-ndim/NaN/integer/complex measurements, va
 outside [0, 1], T = 1 and T shorter than the PSF, sizes the SR factor does not divide, bad
 mask ratios, nfe and eta out of range, PSFs that sum to zero, measurements that do not fit
 the operator, priors with other channels, bad checkpoints, corrupt stores and videos,
-unwritable outputs and CUDA without a GPU.  Each is tested through the Python API and,
-where the command line reaches it, through ``svimg.cli.main`` (exit 2, one line on stderr,
-no traceback, the folder unchanged).  ``docs/errors.md`` is generated from the same cases by
+unwritable outputs, CUDA without a GPU, and bad training data for `svimg train-prior`.  Each is
+tested through the Python API and, where the command line reaches it, through ``svimg.cli.main``
+(exit 2, one line on stderr, no traceback, the folder unchanged).  ``docs/errors.md`` is generated from the same cases by
 ``docs/_make_errors_table.py``.
 
 The choice for data far outside [0, 1]: the solvers that assume [0, 1] videos (``svimg.sample``,
@@ -230,7 +230,8 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
         ("missing checkpoint", lambda: svimg.priors.adm(f["none.pt"]), FileNotFoundError,
          [f"checkpoint {str(f['none.pt'])!r} does not exist"]),
         ("unknown prior spec", lambda: svimg.priors.load("stable:x"), ValueError,
-         ["unknown prior 'stable:x'", "expected 'bundled', 'adm:PATH' or 'diffusers:PATH'"]),
+         ["unknown prior 'stable:x'",
+          "expected 'bundled', 'adm:PATH', 'diffusers:PATH' or the path of a weights file"]),
         ("corrupt zarr metadata", lambda: svimg.io.load(f["bad-meta.zarr"]), ValueError,
          [f"cannot read {str(f['bad-meta.zarr'])!r} as zarr", "JSONDecodeError", "corrupt"]),
         ("corrupt zarr chunk (read lazily)", lambda: svimg.io.load(f["bad-chunk.zarr"]).values, ValueError,
@@ -501,7 +502,21 @@ def write_cli_inputs(folder: Path) -> Path:
     svimg.io.save(_y((4, 3, 16, 16)), folder / "rgb.zarr")
     np.save(folder / "units.npy", _y((4, 16, 16)) * 255)
     write_bad_files(folder)
+    write_training_inputs(folder)
     return folder
+
+
+def write_training_inputs(folder: Path) -> None:
+    """Folders for `svimg train-prior`: empty, one broken PNG, grey and RGB mixed, one good RGB image."""
+    import imageio.v3 as iio
+
+    for name in ("train-empty", "train-bad", "train-mixed", "train-ok"):
+        (folder / name).mkdir()
+    (folder / "train-bad" / "broken.png").write_bytes(b"\x89PNG not really")
+    pixels = (video((20, 20, 3)) * 255).astype(np.uint8)
+    iio.imwrite(folder / "train-mixed" / "grey.png", pixels[..., 0])
+    iio.imwrite(folder / "train-mixed" / "rgb.png", pixels)
+    iio.imwrite(folder / "train-ok" / "rgb.png", pixels)
 
 
 @pytest.fixture(scope="module")
@@ -545,6 +560,18 @@ CLI_CASES = {
     "CUDA without one": (["restore", "{d}/x.zarr", "{o}/x.zarr", "--op", "temporal:uniform:3", "--method", "cg",
                           "--device", "cuda"], "CUDA is not available"),
     "no operator recorded": (["restore", "{d}/x.zarr", "{o}/x.zarr"], "records no degradation operator"),
+    "training: empty folder": (["train-prior", "{d}/train-empty", "{o}/p.pt"],
+                               "training source '{d}/train-empty' holds no image, video or stack"),
+    "training: unreadable file": (["train-prior", "{d}/train-bad", "{o}/p.pt"],
+                                  "cannot read training file '{d}/train-bad/broken.png'"),
+    "training: mixed channel counts": (["train-prior", "{d}/train-mixed", "{o}/p.pt"],
+                                       "mixed channel counts: '{d}/train-mixed/grey.png' has 1"),
+    "training: output not writable": (["train-prior", "{d}/train-ok", "{u}/p.pt"], "folder '{u}' is not writable"),
+    "training: output exists": (["train-prior", "{d}/train-ok", "{d}/tiny.pt"], "'{d}/tiny.pt' already exists"),
+    "training: crop size not a multiple of 8": (["train-prior", "{d}/train-ok", "{o}/p.pt", "--size", "12"],
+                                                "size must be a multiple of 8"),
+    "training: hours 0": (["train-prior", "{d}/train-ok", "{o}/p.pt", "--hours", "0"], "hours must be > 0, got 0"),
+    "training: nothing to resume": (["train-prior", "{d}/train-ok", "{o}/p.pt", "--resume"], "nothing to resume"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``svimg`` command line: ``degrade``, ``restore``, ``evaluate``, ``demo`` (run ``svimg --help``).
+"""The ``svimg`` command line: ``degrade``, ``restore``, ``evaluate``, ``demo``, ``train-prior`` (``svimg --help``).
 
 Usage errors, and svimg's own ValueError/TypeError and file errors (missing,
 existing, not writable: OSError), print ONE line ``svimg: error: ...`` on stderr and exit with status 2.
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temporaries get removed
     try:
-        return getattr(_commands, args.command)(args, _commands.Status(args.quiet))
+        return getattr(_commands, args.command.replace("-", "_"))(args, _commands.Status(args.quiet))
     except _USER_ERRORS as err:
         message = " ".join(str(err).split())  # one line
         print(f"svimg: error: {message}", file=sys.stderr)

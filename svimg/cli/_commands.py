@@ -11,7 +11,7 @@ import numpy as np
 
 from .opspec import OP_SPEC_ATTR, parse_ops
 
-__all__ = ["degrade", "restore", "evaluate", "demo"]
+__all__ = ["degrade", "restore", "evaluate", "demo", "train_prior"]
 
 
 class Status:
@@ -229,4 +229,15 @@ def demo(args, status: Status) -> int:
     print(metrics_table(results))
     print(f"time: CG {timings['CG']:.1f} s, svimg {timings['svimg']:.1f} s")
     print(f"wrote {targets['demo.png']}, {targets['demo.mp4']} and the videos as .zarr in {out}")
+    return 0
+
+
+def train_prior(args, status: Status) -> int:
+    """``svimg train-prior``: :func:`svimg.priors.train_prior` with the command's options."""
+    from ..priors import train_prior as train
+
+    train(args.sources, args.output, hours=args.hours, steps=args.steps, resume=args.resume, overwrite=args.overwrite,
+          size=args.size, channels=args.channels, batch_size=args.batch_size, width=args.width, lr=args.lr,
+          seed=args.seed, checkpoint_minutes=args.checkpoint_minutes, max_side=args.max_side, device=args.device,
+          progress=not args.quiet, status=status)
     return 0

@@ -125,7 +125,7 @@ def _add_sampler(p, gamma=None):
                    help="which noise draws are shared by all frames (batch = the method)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")
     p.add_argument("--prior", default="bundled", metavar="SPEC",
-                   help="image prior: bundled | adm:PATH | diffusers:PATH")
+                   help="image prior: bundled | PATH.pt (from `svimg train-prior`) | adm:PATH | diffusers:PATH")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="most frames per prior evaluation (memory); all at once when omitted")
@@ -204,4 +204,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo files in DIR")
     _add_op(p, " ".join(DEMO_OPS))
     _add_sampler(p, gamma=DEMO_GAMMA)
+    _add_train_prior(sub)
     return parser
+
+
+def _add_train_prior(sub):
+    from ..priors.train import USER_CONFIG
+    from ..priors.user_training import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, DEFAULT_STEPS
+
+    p = sub.add_parser("train-prior", formatter_class=_Formatter,
+                       help="train a diffusion prior on your own images, videos or stacks",
+                       description="Train a prior on every image and frame of SRC (grey data gives a 1-channel "
+                                   "prior, RGB a 3-channel one) and write its weights to OUT, for `svimg restore "
+                                   "--prior OUT`, svimg.sample(prior=OUT) and napari. Checkpoints go to OUT.run/ "
+                                   "every few minutes; --resume continues from the newest. OUT is written at the "
+                                   "end; Ctrl-C leaves it as it was.")
+    p.add_argument("sources", metavar="SRC", nargs="+",
+                   help="folders (searched recursively), images, videos, TIFF stacks, zarr stores, .npy/.npz")
+    p.add_argument("output", metavar="OUT", help="weights file to write (e.g. my-prior.pt)")
+    p.add_argument("--hours", type=float, default=None, metavar="H", help="stop after H hours of training")
+    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                   help=f"stop at N optimiser steps of the run (default {DEFAULT_STEPS} without --hours, "
+                        "unbounded with it)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT.run/ from its newest checkpoint (same network; OUT is replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT and start OUT.run/ again")
+    p.add_argument("--size", type=_positive_int, default=None, metavar="PIXELS",
+                   help=f"training crop side, a multiple of 8 (default {DEFAULT_SIZE}, or the resumed run's)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="convert the data to grey (1) or RGB (3); default: the data's own channel count")
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                   help=f"crops per step (default {DEFAULT_BATCH_SIZE}, or the resumed run's)")
+    p.add_argument("--width", type=_positive_int, default=None, metavar="C",
+                   help=f"network width (model channels), a multiple of 8 (default {USER_CONFIG['model_channels']})")
+    p.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the crops, noise and initial weights")
+    p.add_argument("--checkpoint-minutes", type=float, default=4.0, metavar="M", help="minutes between checkpoints")
+    p.add_argument("--max-side", type=_positive_int, default=768, metavar="PIXELS",
+                   help="downscale each image so that its shorter side is at most PIXELS first")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

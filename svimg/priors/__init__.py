@@ -9,7 +9,8 @@ integer timesteps of the training schedule ``betas`` (float64, usually 1000 line
 * ``adm(path, **config)``: guided-diffusion checkpoints (e.g. 256x256_diffusion_uncond.pt);
 * ``from_diffusers(model_or_path)``: a diffusers UNet2DModel;
 * ``GaussianPrior(mean, std)``: closed-form pixelwise Gaussian prior (tests, checks);
-* ``load(spec)``: "bundled" | "adm:PATH" | "diffusers:PATH".
+* ``load(spec)``: "bundled" | "adm:PATH" | "diffusers:PATH" | PATH of a weights file;
+* ``train_prior(sources, out)``: train a prior on your own images, videos or stacks (``svimg train-prior``).
 """
 
 from .adm import ADM256_UNCOND, ADMUNet
@@ -18,8 +19,9 @@ from .base import NetworkPrior
 from .hf import from_diffusers
 from .loaders import adm, bundled, load
 from .schedule import alphas_cumprod, linear_betas, timestep_for_sigma
+from .user_training import train_prior
 
 __all__ = [
     "ADM256_UNCOND", "ADMUNet", "GaussianPrior", "NetworkPrior", "adm", "alphas_cumprod", "bundled",
-    "from_diffusers", "linear_betas", "load", "timestep_for_sigma",
+    "from_diffusers", "linear_betas", "load", "timestep_for_sigma", "train_prior",
 ]

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._device import resolve_device
+
 __all__ = ["NetworkPrior", "file_sha256"]
 
 
@@ -60,8 +62,6 @@ class NetworkPrior:
 
     def to(self, device) -> NetworkPrior:
         """Move the network to ``device`` (channels_last on CUDA); returns self.  ValueError for CUDA without one."""
-        from ..sampling._common import resolve_device  # lazy: the sampler imports the priors
-
         device = resolve_device(device)
         fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.net.to(device, memory_format=fmt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from .adm import ADM256_UNCOND, ADMUNet
 from .base import NetworkPrior, file_sha256
 from .schedule import linear_betas
 
-__all__ = ["adm", "bundled", "load", "read_checkpoint", "check_state_dict", "BUNDLED_RESOURCE"]
+__all__ = ["adm", "bundled", "load", "WEIGHTS_SUFFIXES", "read_checkpoint", "check_state_dict", "BUNDLED_RESOURCE"]
 
 #: Location of the bundled weights inside the installed package.
 BUNDLED_RESOURCE = ("svimg.priors", "weights/bundled.pt")
@@ -113,10 +114,21 @@ def bundled() -> NetworkPrior:
         return adm(path, name="svimg-bundled")
 
 
+#: Suffixes that make a spec without a known prefix a weights file (``"out.pt"`` = ``"adm:out.pt"``).
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
 def load(spec) -> object:
-    """Prior from a spec string: "bundled", "adm:PATH" or "diffusers:PATH"."""
+    """Prior from a spec: "bundled", "adm:PATH", "diffusers:PATH", or PATH of a weights file.
+
+    A plain path (a string or ``os.PathLike``) naming an existing file, or ending in .pt, .pth or
+    .ckpt, is read as "adm:PATH" (e.g. the output of ``svimg train-prior``).
+    """
+    if isinstance(spec, os.PathLike):
+        return adm(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spec must be a string ('bundled', 'adm:PATH' or 'diffusers:PATH'), got {type(spec).__name__}")
+        raise TypeError(f"spec must be a string ('bundled', 'adm:PATH', 'diffusers:PATH' or PATH), "
+                        f"got {type(spec).__name__}")
     kind, sep, arg = spec.partition(":")
     if spec == "bundled":
         return bundled()
@@ -126,4 +138,7 @@ def load(spec) -> object:
         from .hf import from_diffusers
 
         return from_diffusers(arg)
-    raise ValueError(f"spec: unknown prior {spec!r}; expected 'bundled', 'adm:PATH' or 'diffusers:PATH'")
+    if Path(spec).expanduser().is_file() or spec.lower().endswith(WEIGHTS_SUFFIXES):
+        return adm(spec)
+    raise ValueError(f"spec: unknown prior {spec!r}; expected 'bundled', 'adm:PATH', 'diffusers:PATH' "
+                     f"or the path of a weights file ({', '.join(WEIGHTS_SUFFIXES)})")

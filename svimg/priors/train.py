@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 
+from ..io._paths import atomic_target
 from .adm import ADMUNet
 from .schedule import alphas_cumprod, linear_betas
 from .training_data import random_crops
 
-__all__ = ["BUNDLED_CONFIG", "train", "export_weights", "latest_checkpoint"]
+__all__ = ["BUNDLED_CONFIG", "USER_CONFIG", "train", "export_weights", "latest_checkpoint"]
 
 #: The bundled prior's network: ADM at a small size (learned sigma off: 3 output channels).
 BUNDLED_CONFIG = dict(
@@ -43,6 +44,25 @@ BUNDLED_CONFIG = dict(
     attention_resolutions=(8,),
     channel_mult=(1, 2, 4, 4),
     num_head_channels=32,
+    resblock_updown=True,
+    use_scale_shift_norm=True,
+    norm_groups=8,
+    attention_window=8,
+)
+
+#: The default network of ``svimg train-prior`` (:func:`svimg.priors.train_prior`): ADM at a small size,
+#: attention (2 heads, any width) over 8 x 8 tiles at downsampling factor 8 (cost linear in the frame area).
+#: ``in_channels`` / ``out_channels`` follow the data; ``model_channels`` is the width (--width).
+USER_CONFIG = dict(
+    image_size=64,
+    in_channels=3,
+    model_channels=32,
+    out_channels=3,
+    num_res_blocks=1,
+    attention_resolutions=(8,),
+    channel_mult=(1, 2, 2, 2),
+    num_head_channels=-1,
+    num_heads=2,
     resblock_updown=True,
     use_scale_shift_norm=True,
     norm_groups=8,
@@ -88,7 +108,8 @@ def train(
     and at the end; the newest ``keep`` are kept.  Appends (step, loss, seconds, lr) to loss.csv.
     ``pools``: lists of (C, H, W) images in [0, 1] (:func:`svimg.priors.training_data.read_sources`),
     drawn with ``pool_weights`` (default equal).  ``init_weights``: a weights file written by
-    :func:`export_weights` to start a new run from (ignored when resuming).
+    :func:`export_weights` to start a new run from (ignored when resuming).  ``progress``: a bar
+    with ETA over the seconds of ``max_hours`` when given, else over the steps.
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +120,9 @@ def train(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = dict(BUNDLED_CONFIG if config is None else config)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format  # measured faster each
-    model = ADMUNet(**config).to(device, memory_format=fmt)
+    with torch.random.fork_rng(devices=[]):  # initial weights from ``seed`` too, global RNG untouched
+        torch.manual_seed(seed)
+        model = ADMUNet(**config).to(device, memory_format=fmt)
     ema = ADMUNet(**config).to(device, memory_format=fmt)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
@@ -159,7 +182,10 @@ def train(
     start = time.monotonic()
     last_ckpt = start
     path = latest_checkpoint(run_dir)
-    bar = tqdm(total=max_steps, initial=step, disable=not progress, desc="train prior")
+    timed = max_hours is not None  # the bar (and its ETA) counts seconds of this invocation, else steps
+    bar = tqdm(total=round(max_hours * 3600) if timed else max_steps, initial=0 if timed else step,
+               unit="s" if timed else "step", disable=not progress, desc="train prior",
+               bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s [{elapsed}<{remaining}{postfix}]" if timed else None)
     try:
         while step < max_steps:
             if max_hours is not None and time.monotonic() - start > max_hours * 3600:
@@ -191,8 +217,8 @@ def train(
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
             writer.writerow([step, f"{loss.item():.6f}", f"{elapsed:.1f}", f"{cur_lr:.3g}"])
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(step=step, loss=f"{loss.item():.4f}", refresh=False)
+            bar.update(min(bar.total, time.monotonic() - start) - bar.n if timed else 1)
             if time.monotonic() - last_ckpt > checkpoint_minutes * 60:
                 path = save()
                 last_ckpt = time.monotonic()
@@ -217,7 +243,6 @@ def export_weights(checkpoint, out) -> str:
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out)
+    with atomic_target(out, overwrite=True) as tmp:  # nothing half-written on an error or Ctrl-C
+        torch.save(payload, tmp)
     return hashlib.sha256(out.read_bytes()).hexdigest()

@@ -5,6 +5,7 @@ Each check raises one clear exception naming the parameter and its value.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
+from .._device import resolve_device
 from .._validate import check_callback, check_data_range, check_finite, check_positive_int
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
@@ -20,7 +22,6 @@ from .schedule import DDSSchedule
 __all__ = [
     "Problem",
     "prepare_problem",
-    "resolve_device",
     "resolve_prior",
     "check_choice",
     "check_flag",
@@ -31,27 +32,12 @@ __all__ = [
 ]
 
 
-def resolve_device(device) -> torch.device:
-    """None/"auto" -> cuda if available else cpu; "cpu", "cuda", "cuda:N" or a torch.device as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu' or 'auto'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return dev
-
-
 def resolve_prior(prior, device: torch.device):
-    """None -> the bundled prior; a string -> ``svimg.priors.load(spec)``; a prior object as given.
+    """None -> the bundled prior; a string or path -> ``svimg.priors.load(spec)``; a prior object as given.
 
     A prior with a ``to`` method (a torch module) is moved to ``device``.
     """
-    if prior is None or isinstance(prior, str):
+    if prior is None or isinstance(prior, (str, os.PathLike)):
         from .. import priors  # imported lazily: loading the bundled weights is not free
 
         prior = priors.bundled() if prior is None else priors.load(prior)

@@ -378,7 +378,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     The restoration, shape ``op.input_shape(y.shape)``.
     """
     from . import sample
-    from ._common import resolve_device, resolve_prior
+    from .._device import resolve_device
+    from ._common import resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
