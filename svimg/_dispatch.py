@@ -1,4 +1,4 @@
-"""Choose the kernel that applies a temporal matrix: torch, Cython or Triton.
+"""Choose the kernel that applies a temporal matrix (torch, Cython or Triton) or a separable blur.
 
 Every temporal operator (forward, adjoint, normal) is a T x T matrix M applied
 to each pixel's time series: ``out[t, p] = sum_s M[t, s] x[s, p]``.  M is banded
@@ -9,17 +9,22 @@ Backends
 --------
 ``torch``   dense ``M @ x`` in the input's precision (float32 accumulation for
             half types).  The ground truth the others are tested against.
-``cython``  ``svimg._kernels._banded_cpu``: CPU float32/float64, OpenMP over pixels.
+``cython``  ``svimg._kernels._banded_cpu``: CPU float32/float64, stage tables
+            from :func:`band_plan` (running sums where rows differ by few taps,
+            a box kernel's normal operator as M then M^T), OpenMP over pixel blocks.
 ``triton``  ``svimg._kernels.triton_temporal``: CUDA tensors, or CPU tensors
             under ``TRITON_INTERPRET=1``; float16/bfloat16/float32/float64
             storage, float32 (float64) accumulation.  ``cg_engine`` gives CG
             its fused iterations (``svimg._kernels.triton_cg``).
 
-By default CUDA tensors use Triton when it imports, CPU float32/float64 tensors
-use Cython when the extension is built, anything else (and any tensor that
-needs autograd) uses torch.  The
-environment variable ``SVIMG_BACKEND=torch|cython|triton`` forces one; a forced
-backend that cannot run the input raises instead of silently falling back.
+Choice: ``SVIMG_BACKEND=torch|cython|triton`` forces one (a forced backend that
+cannot run the input raises instead of silently falling back).  Otherwise the
+candidates for the input are the compiled kernel of its device (Cython on the
+CPU, Triton on CUDA) and torch; a tensor that needs autograd, a half type on
+the CPU, or a missing extension leaves torch alone.  Between two candidates
+:func:`svimg._timing.fastest` decides by timing both on the first call of each
+problem class and logs why (see :mod:`svimg.ops`).  :func:`blur_apply` chooses
+the same way for the separable Gaussian blur.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import torch.nn.functional as F
 from . import _timing
 from ._validate import take_finite_check
 
-__all__ = ["BACKENDS", "available_backends", "backend_for", "cg_engine", "ell_form", "time_apply"]
+__all__ = ["BACKENDS", "available_backends", "backend_for", "band_matrix", "band_plan", "blur_apply", "cg_engine",
+           "ell_form", "stage_table", "time_apply"]
 
 BACKENDS = ("torch", "cython", "triton")
 
@@ -181,18 +187,18 @@ def stage_table(M: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray
     return (cols, weights, recur), float(np.count_nonzero(rows) + recur.sum()) / max(T, 1)
 
 
+STAGE_OVERHEAD = 1.0  # taps per voxel an extra stage costs (one more sweep over the block in L2)
+
+
 @functools.lru_cache(maxsize=128)
 def _plan_cached(key: bytes, T: int, n_factors: int) -> tuple:
     mats = np.frombuffer(key, dtype=np.float64).reshape(n_factors + 1, T, T)
     one, one_cost = stage_table(mats[0])
     if n_factors < 2:
         return (one,)
-    tables = [stage_table(F) for F in mats[1:]]
+    tables = [stage_table(factor) for factor in mats[1:]]
     split_cost = sum(cost for _, cost in tables) + STAGE_OVERHEAD * (n_factors - 1)
     return tuple(table for table, _ in tables) if split_cost < one_cost else (one,)
-
-
-STAGE_OVERHEAD = 1.0  # taps per voxel an extra stage costs (one more sweep over the block in L1)
 
 
 def band_plan(M: np.ndarray, factors: tuple = ()) -> tuple:
