@@ -27,46 +27,36 @@ PSFS = {
 SHAPES = [(1, 1), (1, 9), (3, 7), (5, 513), (16, 1031), (16, 20_011)]
 
 
-def _matrices(op, T):
-    M = op.matrix(T)
-    return {"forward": M, "adjoint": M.T, "normal": M.T @ M}
-
-
 def _torch_reference(x, M, monkeypatch):
     monkeypatch.setenv("SVIMG_BACKEND", "torch")
     return _dispatch.time_apply(torch.from_numpy(x), M).numpy()
 
 
+def _ell_tables(A, factors):
+    """The plain ELL form as one stage without recurrences (what band_apply runs)."""
+    cols, weights = _dispatch.ell_form(A)
+    return [(cols, weights, np.zeros(A.shape[0], np.uint8))]
+
+
+TABLES = {"ell": _ell_tables, "planned": _dispatch.band_plan}  # planned: running-sum rows, normal as M then M^T
+
+
+@pytest.mark.parametrize("tables", list(TABLES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("psf", list(PSFS))
-def test_matches_torch_reference(psf, boundary, dtype, monkeypatch):
-    """Forward, adjoint and fused normal tables: within 1e-6 of the dense torch product (relative to its max)."""
+def test_matches_torch_reference(psf, boundary, dtype, tables, monkeypatch):
+    """Forward, adjoint and normal: within 1e-6 (float32) / 1e-14 (float64) of the dense torch product,
+    relative to its max."""
     op = PSFS[psf](boundary)
     rng = np.random.default_rng(0)
-    for T, P in SHAPES:
-        x = rng.standard_normal((T, P)).astype(dtype)
-        for kind, M in _matrices(op, T).items():
-            got = band_apply(x, *_dispatch.ell_form(M))
-            ref = _torch_reference(x, M, monkeypatch)
-            assert got.dtype == dtype and got.shape == (T, P)
-            scale = max(np.abs(ref).max(), 1e-30)
-            assert np.abs(got - ref).max() <= 1e-6 * scale, f"{kind} T={T} P={P}"
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("boundary", BOUNDARIES)
-@pytest.mark.parametrize("psf", list(PSFS))
-def test_planned_stages_match_torch_reference(psf, boundary, dtype, monkeypatch):
-    """The tables the dispatch plans (running-sum rows, the normal operator as M then M^T): within 1e-6 of dense."""
-    op = PSFS[psf](boundary)
-    rng = np.random.default_rng(5)
     for T, P in SHAPES + [(40, 3001)]:
         x = rng.standard_normal((T, P)).astype(dtype)
         M = op.matrix(T)
         for kind, (A, factors) in {"forward": (M, ()), "adjoint": (M.T, ()), "normal": (M.T @ M, (M, M.T))}.items():
-            got = kernel_module.stages_apply(x, _dispatch.band_plan(A, factors))
+            got = kernel_module.stages_apply(x, TABLES[tables](A, factors))
             ref = _torch_reference(x, A, monkeypatch)
+            assert got.dtype == dtype and got.shape == (T, P)
             scale = max(np.abs(ref).max(), 1e-30)
             tol = 1e-6 if dtype == np.float32 else 1e-14
             assert np.abs(got - ref).max() <= tol * scale, f"{kind} T={T} P={P}"
