@@ -1,14 +1,15 @@
 """Temporal PSF kernels: svimg's Cython/torch/Triton dispatch against the usual alternatives.
 
-Each case applies the paper's uniform width-7 PSF with the circular boundary
-(``TemporalPSF(7)``) along t of a float32 volume, as forward ``M x``, adjoint
+Each case applies the paper's uniform width-7 or width-13 PSF with the circular
+boundary (``TemporalPSF(7)``, ``TemporalPSF(13)``) along t of a float32 volume, as forward ``M x``, adjoint
 ``M^T x`` and normal ``M^T M x`` (one pass each: the alternatives use the
 flipped kernel for the adjoint and the kernel's autocorrelation, or |K|^2 in
 Fourier space, for the normal operator).  Every implementation is checked
 against svimg's dense torch reference before it is timed.
 
-Implementations (CPU): svimg with ``SVIMG_BACKEND=cython`` and ``=torch``
-(dense T x T matmul), plain numpy (one shifted multiply-add per tap),
+Implementations (CPU): svimg as dispatched (``svimg``: the backend it measured
+fastest, recorded as ``extra_info["dispatch"]``), svimg with ``SVIMG_BACKEND=cython``
+and ``=torch`` (dense T x T matmul), plain numpy (one shifted multiply-add per tap),
 ``scipy.ndimage.convolve1d(mode="wrap")``, torch ``conv1d`` (pixels as batch,
 time as length: needs a transpose), torch ``conv3d`` (a (k, 1, 1) kernel over
 depth = t, no transpose) and an FFT along t (``torch.fft.rfft``).  On CUDA,
@@ -29,13 +30,14 @@ import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
+from svimg import _dispatch
 from svimg.ops import TemporalPSF
 
 SHAPES = [(16, 3, 256, 256), (64, 1, 512, 512)]
 OPS = ["forward", "adjoint", "normal"]
-PSF = TemporalPSF(7)  # circular boundary, the paper's uniform width 7
-CPU_IMPLS = ["svimg-cython", "svimg-torch", "numpy", "scipy-convolve1d", "torch-conv1d", "torch-conv3d", "torch-fft"]
-CUDA_IMPLS = ["svimg-triton", "torch-conv1d", "torch-conv3d", "torch-fft"]
+WIDTHS = [7, 13]  # the paper's uniform PSFs, circular boundary
+CPU_IMPLS = ["svimg", "svimg-cython", "svimg-torch", "numpy", "scipy-convolve1d", "torch-conv1d", "torch-conv3d", "torch-fft"]
+CUDA_IMPLS = ["svimg", "svimg-triton", "torch-conv1d", "torch-conv3d", "torch-fft"]
 
 
 def effective_kernel(k: np.ndarray, op: str) -> np.ndarray:
@@ -110,24 +112,25 @@ def _volume(shape, device) -> torch.Tensor:
 _REFERENCE: dict = {}
 
 
-def _reference(shape, op) -> torch.Tensor:
-    """svimg's dense torch result in float64 (computed once per shape and operator)."""
-    key = (shape, op)
+def _reference(shape, op, psf) -> torch.Tensor:
+    """svimg's dense torch result in float64 (computed once per shape, operator and PSF)."""
+    key = (shape, op, psf.support)
     if key not in _REFERENCE:
         x = _volume(shape, "cpu").double()
-        A = np.array(PSF.matrix(shape[0]))
+        A = np.array(psf.matrix(shape[0]))
         M = {"forward": A, "adjoint": A.T, "normal": A.T @ A}[op]
         _REFERENCE.clear()  # keep one 64x512x512 float64 volume alive at most
         _REFERENCE[key] = (torch.as_tensor(M) @ x.reshape(shape[0], -1)).reshape(shape).float()
     return _REFERENCE[key]
 
 
-def _runner(impl: str, op: str, x: torch.Tensor, backend):
+def _runner(impl: str, op: str, x: torch.Tensor, backend, psf):
     """A zero-argument callable computing ``op`` with ``impl`` on ``x`` (and syncing CUDA)."""
-    k = effective_kernel(PSF.kernel, op)
-    if impl.startswith("svimg-"):
-        backend(impl.split("-", 1)[1])
-        fn = getattr(PSF, op)
+    k = effective_kernel(psf.kernel, op)
+    if impl.startswith("svimg"):
+        if impl != "svimg":
+            backend(impl.split("-", 1)[1])
+        fn = getattr(psf, op)
         run = lambda: fn(x)  # noqa: E731
     elif impl == "numpy":
         xn = x.numpy()
@@ -149,14 +152,25 @@ def _runner(impl: str, op: str, x: torch.Tensor, backend):
     return synced
 
 
-def _bench_case(benchmark, backend, device, impl, shape, op):
+def _dispatched(psf, op: str, x: torch.Tensor) -> str:
+    """The backend svimg's dispatch chose (after the first call measured it) for ``op`` of ``psf`` on ``x``."""
+    T = x.shape[0]
+    M = psf.matrix(T)
+    matrix, factors = {"forward": (M, ()), "adjoint": (M.T, ()), "normal": (M.T @ M, (M, M.T))}[op]
+    return _dispatch.backend_for(x, matrix, factors)
+
+
+def _bench_case(benchmark, backend, device, impl, shape, op, width):
+    psf = TemporalPSF(width)
     x = _volume(shape, device)
-    run = _runner(impl, op, x, backend)
+    run = _runner(impl, op, x, backend, psf)
     got = run().cpu()
-    torch.testing.assert_close(got, _reference(shape, op), rtol=1e-4, atol=2e-5)
-    benchmark.group = f"{device} {'x'.join(map(str, shape))} float32"
+    torch.testing.assert_close(got, _reference(shape, op, psf), rtol=1e-4, atol=2e-5)
+    benchmark.group = f"{device} {'x'.join(map(str, shape))} float32 width {width}"
     benchmark.extra_info.update(
-        impl=impl, op=op, shape=list(shape), device=device, bytes_moved=2 * x.numel() * x.element_size()
+        impl=impl, op=op, shape=list(shape), device=device, bytes_moved=2 * x.numel() * x.element_size(),
+        width=width, threads=torch.get_num_threads(),
+        dispatch=_dispatched(psf, op, x) if impl.startswith("svimg") else None,
     )
     with torch.no_grad():
         benchmark(run)
@@ -178,7 +192,8 @@ def _bench_copy(benchmark, device, shape):
         impl = "numpy-copy"
     benchmark.group = f"{device} {'x'.join(map(str, shape))} float32"
     benchmark.extra_info.update(
-        impl=impl, op="copy", shape=list(shape), device=device, bytes_moved=2 * x.numel() * x.element_size()
+        impl=impl, op="copy", shape=list(shape), device=device, bytes_moved=2 * x.numel() * x.element_size(),
+        threads=torch.get_num_threads(),
     )
     benchmark(run)
 
@@ -190,9 +205,10 @@ def test_copy_cpu(benchmark, shape):
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("width", WIDTHS, ids=lambda w: f"w{w}")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_temporal_cpu(benchmark, backend, shape, op, impl):
-    _bench_case(benchmark, backend, "cpu", impl, shape, op)
+def test_temporal_cpu(benchmark, backend, shape, width, op, impl):
+    _bench_case(benchmark, backend, "cpu", impl, shape, op, width)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -207,6 +223,33 @@ def test_copy_cuda(benchmark, shape):
 @needs_cuda
 @pytest.mark.parametrize("impl", CUDA_IMPLS)
 @pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("width", WIDTHS, ids=lambda w: f"w{w}")
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_temporal_cuda(benchmark, backend, shape, op, impl):
-    _bench_case(benchmark, backend, "cuda", impl, shape, op)
+def test_temporal_cuda(benchmark, backend, shape, width, op, impl):
+    _bench_case(benchmark, backend, "cuda", impl, shape, op, width)
+
+
+RATIO_ROUNDS = 15
+
+
+def test_ratios_cpu(benchmark):
+    """Copy, svimg as dispatched and scipy, interleaved in one loop at 16x3x256x256 float32 (see conftest)."""
+    from conftest import interleaved_medians
+
+    shape = SHAPES[0]
+    x = _volume(shape, "cpu")
+    src, dst = x.numpy(), np.empty(shape, dtype=np.float32)
+    runners, chosen = {"copy": lambda: np.copyto(dst, src)}, {}
+    for width in WIDTHS:
+        psf = TemporalPSF(width)
+        for op in OPS:
+            runners[f"svimg w{width} {op}"] = _runner("svimg", op, x, None, psf)
+            runners[f"scipy w{width} {op}"] = _runner("scipy-convolve1d", op, x, None, psf)
+            torch.testing.assert_close(runners[f"svimg w{width} {op}"](), _reference(shape, op, psf), rtol=1e-4, atol=2e-5)
+            chosen[f"w{width} {op}"] = _dispatched(psf, op, x)
+    result = {}
+    with torch.no_grad():
+        benchmark.pedantic(lambda: result.update(interleaved_medians(runners, RATIO_ROUNDS)), rounds=1, iterations=1)
+    benchmark.group = "interleaved ratios"
+    benchmark.extra_info.update(ratio_medians=result, dispatch=chosen, rounds=RATIO_ROUNDS, shape=list(shape),
+                                threads=torch.get_num_threads())

@@ -64,3 +64,22 @@ def backend(monkeypatch):
         monkeypatch.setenv("SVIMG_BACKEND", name)
 
     return force
+
+
+def interleaved_medians(runners: dict, rounds: int) -> dict:
+    """Run every callable once per round, in turn, ``rounds`` times; per name the median wall-clock and CPU
+    seconds (``time.process_time``: all threads of this process).  Interleaving exposes every candidate to
+    the same load on a shared machine, so the ratios of these medians are the side-by-side comparison."""
+    import statistics
+    import time
+
+    for run in runners.values():
+        run()  # warm-up: first-call dispatch measurements, allocations
+    wall, cpu = {name: [] for name in runners}, {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            run()
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    return {name: {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name])} for name in runners}

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("machine", "kernels", "cg", "sampler", "quality")
+SECTIONS = ("machine", "kernels", "api", "blur", "share", "cgf64", "cg", "sampler", "quality")
 QUALITY_TABLES = {
     "temporal": "Table 1 — temporal PSF, circular boundary, no noise",
     "spatio-temporal": "Table 2 — uniform 7 (circular) followed by a spatial degradation, no noise",
@@ -33,8 +33,8 @@ QUALITY_TABLES = {
 # ----------------------------------------------------------------------------- loading
 
 def load_benchmarks(results: Path) -> tuple[list[dict], list[dict]]:
-    """(benchmarks, runs): every benchmark entry (newest per fullname) with ``_run`` pointing at its file's
-    machine_info/datetime, and one record per JSON file."""
+    """(benchmarks, runs): every benchmark entry (newest per fullname and thread count) with ``_run`` pointing
+    at its file's machine_info/datetime, and one record per JSON file."""
     runs, latest = [], {}
     for path in sorted(results.glob("bench_*.json")):
         data = json.loads(path.read_text())
@@ -42,10 +42,12 @@ def load_benchmarks(results: Path) -> tuple[list[dict], list[dict]]:
             continue
         run = {"file": path.name, "datetime": data.get("datetime", ""), "machine_info": data.get("machine_info", {})}
         runs.append(run)
+        threads = run["machine_info"].get("svimg_bench", {}).get("torch_threads")
         for bench in data["benchmarks"]:
-            previous = latest.get(bench["fullname"])
+            key = (bench["fullname"], threads)  # runs at different thread counts are kept side by side
+            previous = latest.get(key)
             if previous is None or previous["_run"]["datetime"] <= run["datetime"]:
-                latest[bench["fullname"]] = {**bench, "_run": run}
+                latest[key] = {**bench, "_run": run}
     return list(latest.values()), runs
 
 
@@ -105,37 +107,138 @@ def machine_section(runs: list[dict]) -> str:
     return table(["file", "run (UTC)", "CPU", "RAM", "GPU", "libraries", "svimg backends"], rows)
 
 
+def _threads(bench: dict) -> int:
+    return bench["extra_info"].get("threads", bench["_run"]["machine_info"].get("svimg_bench", {}).get("torch_threads", 1))
+
+
 def kernels_section(benches: list[dict]) -> str:
+    """One table per device, shape, PSF width and thread count; "× copy" is the kernel's time over a plain copy's."""
     cases = [b for b in benches if "bytes_moved" in b["extra_info"]]
+    copies = {(b["extra_info"]["device"], _shape(b["extra_info"]), _threads(b)): b for b in cases
+              if b["extra_info"]["op"] == "copy"}
+    cases = [b for b in cases if "width" in b["extra_info"]]
     if not cases:
-        return "_No kernel benchmark results yet._"
-    out = []
-    groups = sorted({(b["extra_info"]["device"], _shape(b["extra_info"])) for b in cases})
-    for device, shape in groups:
-        here = [b for b in cases if b["extra_info"]["device"] == device and _shape(b["extra_info"]) == shape]
-        copies = [b for b in here if b["extra_info"]["op"] == "copy"]
-        if not copies:
+        return ratios_section(benches) or "_No kernel benchmark results yet._"
+    out = [ratios_section(benches)] if ratios_section(benches) else []
+    groups = sorted({(b["extra_info"]["device"], _shape(b["extra_info"]), b["extra_info"]["width"], _threads(b))
+                     for b in cases})
+    for device, shape, width, threads in groups:
+        copy = copies.get((device, shape, threads))
+        if copy is None:
             continue
-        copy = copies[0]
-        nbytes = copy["extra_info"]["bytes_moved"]
+        here = [b for b in cases if (b["extra_info"]["device"], _shape(b["extra_info"]), b["extra_info"]["width"],
+                                     _threads(b)) == (device, shape, width, threads)]
         copy_s = copy["stats"]["median"]
-        out.append(f"**{device}, {shape} float32** — {copy['extra_info']['impl']} of the volume: "
-                   f"{fmt_seconds(copy_s)}, {nbytes / copy_s / 1e9:.1f} GB/s (read + write)")
-        impls = sorted({b["extra_info"]["impl"] for b in here if b["extra_info"]["op"] != "copy"},
-                       key=lambda name: (not name.startswith("svimg"), name))
+        out.append(f"**{device}, {shape} float32, uniform width {width}, {threads} thread(s)** — "
+                   f"{copy['extra_info']['impl']} of the volume: {fmt_seconds(copy_s)}")
+        impls = sorted({b["extra_info"]["impl"] for b in here}, key=lambda name: (not name.startswith("svimg"), name))
+
+        def median(impl, op):
+            hit = [b for b in here if b["extra_info"]["impl"] == impl and b["extra_info"]["op"] == op]
+            return (hit[0]["stats"]["median"], hit[0]["extra_info"].get("dispatch")) if hit else (None, None)
+
         rows = []
         for impl in impls:
             row = [impl]
             for op in ("forward", "adjoint", "normal"):
-                hit = [b for b in here if b["extra_info"]["impl"] == impl and b["extra_info"]["op"] == op]
-                if not hit:
+                s, chosen = median(impl, op)
+                if s is None:
                     row.append("–")
                     continue
-                s = hit[0]["stats"]["median"]
-                row.append(f"{fmt_seconds(s)} · {nbytes / s / 1e9:.1f} GB/s · {copy_s / s:.2f}× copy")
+                cell = f"{fmt_seconds(s)} · {s / copy_s:.2f}× copy"
+                scipy_s = median("scipy-convolve1d", op)[0]
+                if impl.startswith("svimg") and scipy_s:
+                    cell += f" · scipy {scipy_s / s:.1f}× slower"
+                if impl == "svimg" and chosen:
+                    cell += f" · ran {chosen}"
+                row.append(cell)
             rows.append(row)
         out.append(table(["implementation", "forward M x", "adjoint Mᵀ x", "normal MᵀM x"], rows))
     return "\n\n".join(out)
+
+
+def ratios_section(benches: list[dict]) -> str:
+    """The interleaved comparison (``test_ratios_cpu``): kernel time over copy time and scipy's over svimg's."""
+    out = []
+    for b in sorted((b for b in benches if "ratio_medians" in b["extra_info"]), key=_threads):
+        m, x = b["extra_info"]["ratio_medians"], b["extra_info"]
+        copy = m["copy"]
+        rows = []
+        for key, chosen in x["dispatch"].items():
+            mine, scipy = m[f"svimg {key}"], m[f"scipy {key}"]
+            rows.append([key, chosen, fmt_seconds(mine["wall"]), f"{mine['wall'] / copy['wall']:.2f}×",
+                         f"{mine['cpu'] / copy['cpu']:.2f}×", f"{scipy['wall'] / mine['wall']:.1f}×"])
+        out.append(f"**Interleaved, {_shape(x)} float32, {_threads(b)} thread(s), median of {x['rounds']} rounds** — "
+                   f"copy {fmt_seconds(copy['wall'])} wall, {fmt_seconds(copy['cpu'])} CPU")
+        out.append(table(["PSF, operator", "dispatch ran", "svimg (wall)", "÷ copy (wall)", "÷ copy (CPU time)",
+                          "scipy ÷ svimg (wall)"], rows))
+    return "\n\n".join(out)
+
+
+def api_section(benches: list[dict]) -> str:
+    interleaved = [b for b in benches if "api_medians" in b["extra_info"]]
+    if interleaved:
+        rows = []
+        for b in sorted(interleaved, key=_threads):
+            m = b["extra_info"]["api_medians"]
+            for kind in ("forward", "adjoint"):
+                own, api = m[f"op.{kind}"], m[f"svimg.{kind}_op"]
+                rows.append([str(_threads(b)), kind, fmt_seconds(own["wall"]), fmt_seconds(api["wall"]),
+                             f"{(api['wall'] / own['wall'] - 1) * 100:+.1f} %", f"{(api['cpu'] / own['cpu'] - 1) * 100:+.1f} %"])
+        return ("Interleaved in one loop, median of " + str(interleaved[0]["extra_info"]["rounds"]) + " rounds\n\n"
+                + table(["threads", "call", "op's own call", "svimg.*_op", "overhead (wall)", "overhead (CPU time)"], rows))
+    cases = [b for b in benches if "api_call" in b["extra_info"]]
+    if not cases:
+        return "_No functional-layer benchmark results yet._"
+    rows = []
+    for threads in sorted({_threads(b) for b in cases}):
+        med = {b["extra_info"]["api_call"]: b["stats"]["median"] for b in cases if _threads(b) == threads}
+        for kind in ("forward", "adjoint"):
+            own, api = med.get(f"op.{kind}"), med.get(f"svimg.{kind}_op")
+            if own and api:
+                rows.append([str(threads), f"{kind}", fmt_seconds(own), fmt_seconds(api), f"{(api / own - 1) * 100:+.1f} %"])
+    return table(["threads", "call", "op's own call", "svimg.*_op", "overhead"], rows)
+
+
+def _grid(cases: list[dict], row_of, column_of, cell) -> tuple[list, list[list[str]]]:
+    """(columns, rows): one row per distinct ``row_of(b)``, one column per sorted ``column_of(b)``, cells ``cell(b)``."""
+    columns = sorted({column_of(b) for b in cases})
+    rows = []
+    for name in dict.fromkeys(row_of(b) for b in cases):
+        hits = {column_of(b): b for b in cases if row_of(b) == name}
+        rows.append([name] + [cell(hits[c]) if c in hits else "–" for c in columns])
+    return columns, rows
+
+
+def blur_section(benches: list[dict]) -> str:
+    cases = [b for b in benches if "blur_impl" in b["extra_info"]]
+    if not cases:
+        return "_No blur benchmark results yet._"
+    columns, rows = _grid(cases, lambda b: b["extra_info"]["blur_impl"], lambda b: (_threads(b), b["extra_info"]["dtype"]),
+                          lambda b: fmt_seconds(b["stats"]["median"]))
+    return table(["implementation"] + [f"{dtype}, {t} thread(s)" for t, dtype in columns], rows)
+
+
+def share_section(benches: list[dict]) -> str:
+    cases = [b for b in benches if "share_task" in b["extra_info"]]
+    if not cases:
+        return "_No sampler-share benchmark results yet._"
+    rows = []
+    for b in sorted(cases, key=lambda b: (_threads(b), b["extra_info"]["size"], b["name"])):
+        x = b["extra_info"]
+        rows.append([str(_threads(b)), f"16×3×{x['size']}×{x['size']}", x["share_task"], str(x["nfe"]),
+                     fmt_seconds(x["total_s"]), fmt_seconds(x["prior_s"]), fmt_seconds(x["total_s"] - x["prior_s"]),
+                     f"{x['share'] * 100:.1f} %"])
+    return table(["threads", "video", "operator", "NFE", "sample", "in the prior", "outside", "non-network share"], rows)
+
+
+def cgf64_section(benches: list[dict]) -> str:
+    cases = [b for b in benches if "cg_task" in b["extra_info"]]
+    if not cases:
+        return "_No float64 CG benchmark results yet._"
+    columns, rows = _grid(cases, lambda b: b["extra_info"]["cg_task"], lambda b: (_threads(b), b["extra_info"]["size"]),
+                          lambda b: fmt_seconds(b["stats"]["median"] / b["extra_info"]["cg_iters"]))
+    return table(["operator"] + [f"16×3×{n}×{n}, {t} thread(s)" for t, n in columns], rows)
 
 
 def cg_section(benches: list[dict]) -> str:
@@ -286,6 +389,10 @@ def render(results: Path, readme: Path) -> dict:
     bodies = {
         "machine": machine_section(runs),
         "kernels": kernels_section(benches),
+        "api": api_section(benches),
+        "blur": blur_section(benches),
+        "share": share_section(benches),
+        "cgf64": cgf64_section(benches),
         "cg": cg_section(benches),
         "sampler": sampler_section(benches),
         "quality": quality,

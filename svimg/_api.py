@@ -10,7 +10,7 @@ import torch
 
 from ._convert import to_volume
 from ._provenance import provenance
-from ._validate import check_callback, check_gamma, check_positive_int, check_positive_number
+from ._validate import check_callback, check_gamma, check_positive_int, check_positive_number, finite_check_during
 from .ops.base import LinearOperator
 from .solvers.cg import conjugate_gradient, normal_system
 
@@ -43,24 +43,24 @@ def check_measurement(op: LinearOperator, y: torch.Tensor, name: str = "y") -> t
 def forward_op(x, op: LinearOperator):
     """y = A x: degrade a video ``x`` with the operator ``op``."""
     _check_op(op)
-    vol = to_volume(x, "x")
+    vol = to_volume(x, "x", finite=False)
     try:
         op.output_shape(tuple(vol.tensor.shape))
     except ValueError as err:
         raise _shape_error("x", tuple(vol.tensor.shape), op, err) from err
-    with torch.no_grad():
+    with torch.no_grad(), finite_check_during(vol.tensor, "x"):  # NaN/Inf raise; a kernel may check on the way
         y = op.forward(vol.tensor)
-    return vol.wrap(y, provenance("forward_op", op))
+    return vol.wrap(y, lambda: provenance("forward_op", op))
 
 
 def adjoint_op(y, op: LinearOperator):
     """x = A^T y: apply the exact adjoint of ``op`` to a measurement ``y``."""
     _check_op(op)
-    vol = to_volume(y, "y")
+    vol = to_volume(y, "y", finite=False)
     check_measurement(op, vol.tensor)
-    with torch.no_grad():
+    with torch.no_grad(), finite_check_during(vol.tensor, "y"):
         x = op.adjoint(vol.tensor)
-    return vol.wrap(x, provenance("adjoint_op", op))
+    return vol.wrap(x, lambda: provenance("adjoint_op", op))
 
 
 def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | None = None, tol: float = 1e-5,
@@ -94,5 +94,5 @@ def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | Non
         H, b = normal_system(op, yt, start, gamma)
         report = None if callback is None else (lambda k, xk, rk: callback(k, vol.wrap(xk.clone()), rk))
         x, history = conjugate_gradient(H, b, start, n_iter, tol, report)
-    out = vol.wrap(x, provenance("cg_solve", op, n_iter=n_iter, gamma=gamma, tol=tol))
+    out = vol.wrap(x, lambda: provenance("cg_solve", op, n_iter=n_iter, gamma=gamma, tol=tol))
     return (out, history) if return_history else out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import check_finite, check_volume
+from ._validate import check_finite, check_volume, value_range
 
 __all__ = ["Volume", "to_volume"]
 
@@ -47,9 +47,14 @@ class Volume:
     device: torch.device | None = None
     template: Any = None  # the input DataArray
     attrs: dict = field(default_factory=dict)
+    value_range: tuple[float, float] | None = None  # (min, max), found by the finite check
 
-    def wrap(self, out: torch.Tensor, provenance: dict | None = None):
-        """Return the (T, C, H, W) tensor ``out`` as the input's type and layout."""
+    def wrap(self, out: torch.Tensor, provenance=None):
+        """Return the (T, C, H, W) tensor ``out`` as the input's type and layout.
+
+        ``provenance`` (a dict, or a callable returning one, evaluated only for
+        xarray results) becomes the DataArray's extra attrs.
+        """
         if not self.had_channel_axis:
             if out.shape[1] != 1:
                 raise ValueError(f"cannot drop a channel axis of length {out.shape[1]}")
@@ -59,7 +64,7 @@ class Volume:
         array = out.detach().cpu().numpy().astype(self.dtype, copy=False)
         if self.kind == "numpy":
             return array
-        return self._to_dataarray(array, provenance or {})
+        return self._to_dataarray(array, (provenance() if callable(provenance) else provenance) or {})
 
     def _to_dataarray(self, array: np.ndarray, provenance: dict):
         import xarray as xr
@@ -91,13 +96,15 @@ def _from_dataarray(da, name: str):
     return data, had_c
 
 
-def to_volume(x, name: str = "x", *, finite: bool = True) -> Volume:
+def to_volume(x, name: str = "x", *, finite: bool = True, with_range: bool = False) -> Volume:
     """Convert ``x`` to a :class:`Volume` holding a (T, C, H, W) floating tensor.
 
     The caller's array is never modified: numpy and xarray data are copied or
     viewed read-only, tensors are only read.  Integer, boolean and complex
     dtypes raise ``TypeError``; wrong ndim, empty arrays and (with ``finite``)
-    NaN/Inf raise ``ValueError``, naming ``name``.
+    NaN/Inf raise ``ValueError``, naming ``name``.  Tensors are used as they are
+    (no copy); the checks make one pass over the data: a sum, or with
+    ``with_range`` a min/max that also fills ``Volume.value_range``.
     """
     if _is_lazy_store(x):
         from . import io
@@ -115,7 +122,9 @@ def to_volume(x, name: str = "x", *, finite: bool = True) -> Volume:
     else:
         raise TypeError(f"{name} must be a numpy array, torch tensor, xarray.DataArray or zarr store, got {type(x).__name__}")
     check_volume(vol.tensor, name)
-    if finite:
+    if with_range:
+        vol.value_range = value_range(vol.tensor, name)
+    elif finite:
         check_finite(vol.tensor, name)
     return vol
 

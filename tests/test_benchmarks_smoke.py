@@ -79,7 +79,14 @@ def test_render_tables_fills_every_section(tmp_path):
     shape = {"shape": [16, 3, 256, 256], "device": "cpu", "bytes_moved": 2e8}
     benches = [
         _bench("copy", "g", 0.01, {**shape, "impl": "numpy-copy", "op": "copy"}),
-        _bench("cy", "g", 0.02, {**shape, "impl": "svimg-cython", "op": "forward"}),
+        _bench("cy", "g", 0.02, {**shape, "impl": "svimg-cython", "op": "forward", "width": 7}),
+        _bench("sp", "g", 0.2, {**shape, "impl": "scipy-convolve1d", "op": "forward", "width": 7}),
+        _bench("own", "a", 0.010, {"api_call": "op.forward"}),
+        _bench("api", "a", 0.011, {"api_call": "svimg.forward_op"}),
+        _bench("bl", "b", 0.003, {"blur_impl": "svimg", "dtype": "float32"}),
+        _bench("sh", "h", 10.0, {"share_task": "uniform 7", "size": 64, "nfe": 20, "total_s": 10.0, "prior_s": 9.6,
+                                 "share": 0.04}),
+        _bench("c64", "f", 0.5, {"cg_task": "uniform 7", "size": 64, "cg_iters": 10}),
         _bench("cg", "c", 1.5, {"task": "temporal uniform 7", "backend": "cython", "device": "cpu",
                                 "shape": [16, 3, 256, 256], "n_iter": 5, "relative_residual": 1e-3}),
         _bench("s4", "s", 2.0, {"frames": 4, "size": 64, "batch_size": 4, "nfe": 4, "device": "cpu",
@@ -104,8 +111,12 @@ def test_render_tables_fills_every_section(tmp_path):
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n")
     assert "Test CPU" in text
-    assert "20.0 GB/s (read + write)" in text  # the copy: 2e8 bytes in 10 ms
-    assert "20.0 ms · 10.0 GB/s · 0.50× copy" in text  # the kernel, as a fraction of the copy
+    assert "numpy-copy of the volume: 10.0 ms" in text
+    assert "20.0 ms · 2.00× copy · scipy 10.0× slower" in text  # the kernel's time over the copy's and scipy's
+    assert "| 1 | forward | 10.0 ms | 11.0 ms | +10.0 % |" in text
+    assert "| svimg | 3.0 ms |" in text
+    assert "| 1 | 16×3×64×64 | uniform 7 | 20 | 10.00 s | 9.60 s | 400.0 ms | 4.0 % |" in text
+    assert "| uniform 7 | 50.0 ms |" in text  # 0.5 s / 10 iterations
     assert "| temporal uniform 7 | 1.50 s | 1.00e-03 |" in text
     assert "| 4 | 0.19 | 500.0 ms | 50.0 | 40.0 |" in text  # 2 s / 4 NFE
     assert "| Ours | 41.50 / 0.990 / 0.0100 |" in text

@@ -37,7 +37,11 @@ def without_triton(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cpu_float_defaults_to_cython_when_built(dtype):
+def test_cpu_float_defaults_to_cython_until_something_is_measured(dtype, monkeypatch):
+    """Asked about a tensor alone, before any timing, the dispatch names the compiled kernel of the device."""
+    from svimg import _timing
+
+    monkeypatch.setattr(_timing, "_CHOICES", {})
     assert _dispatch.backend_for(_like("cpu", dtype)) == ("cython" if HAS_CYTHON else "torch")
 
 
@@ -49,7 +53,10 @@ def test_cpu_half_defaults_to_torch(dtype):
 
 @needs_triton
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
-def test_cuda_defaults_to_triton(dtype):
+def test_cuda_defaults_to_triton(dtype, monkeypatch):
+    from svimg import _timing
+
+    monkeypatch.setattr(_timing, "_CHOICES", {})  # before any timing
     assert _dispatch.backend_for(_like("cuda", dtype)) == "triton"
 
 
@@ -117,15 +124,17 @@ def test_forced_triton_rejects_integer_tensors(monkeypatch):
 
 
 def test_time_apply_runs_the_chosen_backend(monkeypatch):
-    """time_apply hands every non-torch backend the ELL tables of M; torch multiplies by M itself."""
+    """time_apply hands the Triton backend the ELL tables of M; torch multiplies by M itself."""
     calls = []
-    monkeypatch.setattr(_dispatch, "_run_kernel", lambda backend, x2d, cols, w: calls.append((backend, cols, w)) or x2d)
-    monkeypatch.setattr(_dispatch, "backend_for", lambda x: "triton")
+    fake_triton = SimpleNamespace(band_apply=lambda x2d, cols, w: calls.append((cols, w)) or x2d)
+    real = _dispatch._module
+    monkeypatch.setattr(_dispatch, "_module", lambda name: fake_triton if name == "triton" else real(name))
+    monkeypatch.setattr(_dispatch, "backend_for", lambda x, M=None, factors=(): "triton")
     M = TemporalPSF(3, boundary="zero").matrix(4)
     x = torch.ones(4, 1, 2, 2)
     out = _dispatch.time_apply(x, M)
-    assert out.shape == x.shape and [c[0] for c in calls] == ["triton"]
-    cols, weights = calls[0][1:]
+    assert out.shape == x.shape and len(calls) == 1
+    cols, weights = calls[0]
     dense = np.zeros((4, 4))
     np.add.at(dense, (np.arange(4)[:, None].repeat(cols.shape[1], 1), cols), weights)
     np.testing.assert_array_equal(dense, M)
@@ -149,3 +158,29 @@ def test_cg_engine_under_forced_triton(monkeypatch):
     engine = _dispatch.cg_engine(np.eye(3), b, torch.zeros_like(b))
     assert engine is not None and engine.start() == pytest.approx(12.0)
     assert _dispatch.cg_engine(np.eye(3), b, torch.zeros(3, 4, dtype=torch.float64, device=device)) is None
+
+
+def test_measured_choice_is_cached_and_logged(monkeypatch, caplog):
+    """The first call of a problem class times every candidate; the fastest is kept, logged with its reason."""
+    if not HAS_CYTHON:
+        pytest.skip("only torch runs CPU tensors here")
+    from svimg import _timing
+
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    timed = []
+
+    def fake_seconds(run, device):
+        timed.append(run.args[0])
+        return {"cython": 2e-3, "torch": 1e-3}[run.args[0]]
+
+    monkeypatch.setattr(_timing, "_median_seconds", fake_seconds)
+    x = torch.rand(5, 1, 3, 3)
+    M = TemporalPSF(3).matrix(5)
+    with caplog.at_level("DEBUG", logger="svimg.dispatch"):
+        assert _dispatch.backend_for(x, M) == "torch"
+        assert _dispatch.backend_for(x, M) == "torch"
+    assert sorted(timed) == ["cython", "torch"]  # measured once
+    assert "torch was fastest" in caplog.text and "cython 2 ms" in caplog.text
+    (reason,) = [r for _, r in _timing.choices().values()]
+    assert "float32 (5, 1, 3, 3), " in reason
+    assert _dispatch.backend_for(x) == "torch"  # a question about x alone reuses the measurement

@@ -245,7 +245,7 @@ def time_matrices(draw) -> np.ndarray:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_cpu_kernel_equals_torch_reference(profile, monkeypatch):
-    pytest.importorskip("svimg._kernels._temporal_cpu", reason="the Cython extension is not built")
+    pytest.importorskip("svimg._kernels._banded_cpu", reason="the Cython extension is not built")
 
     @fuzz(profile, time_matrices(), st.sampled_from([torch.float32, torch.float64]), st.integers(1, 3),
           st.integers(1, 40), st.booleans(), st.integers(0, 2**32 - 1))

@@ -1,4 +1,4 @@
-"""The Cython CPU kernel (svimg._kernels._temporal_cpu): against the torch reference, GIL release, dispatch."""
+"""The Cython CPU kernel (svimg._kernels._banded_cpu): against the torch reference, GIL release, dispatch."""
 
 import sys
 import threading
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import svimg
-from svimg import _dispatch
+from svimg import _dispatch, _timing
 from svimg.ops import BOUNDARIES, TemporalPSF
 
-kernel_module = pytest.importorskip("svimg._kernels._temporal_cpu", reason="the Cython extension is not built")
+kernel_module = pytest.importorskip("svimg._kernels._banded_cpu", reason="the Cython extension is not built")
 band_apply = kernel_module.band_apply
 
 PSFS = {
@@ -27,31 +27,63 @@ PSFS = {
 SHAPES = [(1, 1), (1, 9), (3, 7), (5, 513), (16, 1031), (16, 20_011)]
 
 
-def _matrices(op, T):
-    M = op.matrix(T)
-    return {"forward": M, "adjoint": M.T, "normal": M.T @ M}
-
-
 def _torch_reference(x, M, monkeypatch):
     monkeypatch.setenv("SVIMG_BACKEND", "torch")
     return _dispatch.time_apply(torch.from_numpy(x), M).numpy()
 
 
+def _ell_tables(A, factors):
+    """The plain ELL form as one stage without recurrences (what band_apply runs)."""
+    cols, weights = _dispatch.ell_form(A)
+    return [(cols, weights, np.zeros(A.shape[0], np.uint8))]
+
+
+TABLES = {"ell": _ell_tables, "planned": _dispatch.band_plan}  # planned: running-sum rows, normal as M then M^T
+
+
+@pytest.mark.parametrize("tables", list(TABLES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("psf", list(PSFS))
-def test_matches_torch_reference(psf, boundary, dtype, monkeypatch):
-    """Forward, adjoint and fused normal tables: within 1e-6 of the dense torch product (relative to its max)."""
+def test_matches_torch_reference(psf, boundary, dtype, tables, monkeypatch):
+    """Forward, adjoint and normal: within 1e-6 (float32) / 1e-14 (float64) of the dense torch product,
+    relative to its max."""
     op = PSFS[psf](boundary)
     rng = np.random.default_rng(0)
-    for T, P in SHAPES:
+    for T, P in SHAPES + [(40, 3001)]:
         x = rng.standard_normal((T, P)).astype(dtype)
-        for kind, M in _matrices(op, T).items():
-            got = band_apply(x, *_dispatch.ell_form(M))
-            ref = _torch_reference(x, M, monkeypatch)
+        M = op.matrix(T)
+        for kind, (A, factors) in {"forward": (M, ()), "adjoint": (M.T, ()), "normal": (M.T @ M, (M, M.T))}.items():
+            got = kernel_module.stages_apply(x, TABLES[tables](A, factors))
+            ref = _torch_reference(x, A, monkeypatch)
             assert got.dtype == dtype and got.shape == (T, P)
             scale = max(np.abs(ref).max(), 1e-30)
-            assert np.abs(got - ref).max() <= 1e-6 * scale, f"{kind} T={T} P={P}"
+            tol = 1e-6 if dtype == np.float32 else 1e-14
+            assert np.abs(got - ref).max() <= tol * scale, f"{kind} T={T} P={P}"
+
+
+def test_box_kernels_plan_running_sums_and_split_normals():
+    """Width 13 forward: two taps and a carried row on most rows; the normal operator as two running-sum stages."""
+    M = TemporalPSF(13).matrix(64)
+    (cols, weights, recur), cost = _dispatch.stage_table(M)
+    assert recur.sum() >= 64 * _dispatch.RESTART // (_dispatch.RESTART + 1) - 1 and cost < 5
+    assert len(_dispatch.band_plan(M.T @ M, (M, M.T))) == 2
+    gauss = TemporalPSF.gaussian(1.0).matrix(64)  # no exact zeros in its row differences: direct rows only
+    assert not _dispatch.stage_table(gauss)[0][2].any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_kernel_reports_non_finite_input(bad):
+    x = np.random.default_rng(6).random((8, 5000))
+    stages = _dispatch.band_plan(TemporalPSF(3).matrix(8))
+    out, finite = kernel_module.stages_apply(x, stages, report_finite=True)
+    assert finite and np.array_equal(out, kernel_module.stages_apply(x, stages))
+    x[5, 4321] = bad
+    assert not kernel_module.stages_apply(x, stages, report_finite=True)[1]
+
+
+def test_isa_names_the_instruction_set():
+    assert kernel_module.isa() in ("avx512f", "avx2", "baseline (sse2)", "compiler default")
 
 
 def test_float64_is_exact_to_rounding(monkeypatch):
@@ -147,28 +179,36 @@ def spy(monkeypatch):
     """Record every call that reaches the Cython kernel."""
     monkeypatch.delenv("SVIMG_BACKEND", raising=False)
     calls = []
-    original = kernel_module.band_apply
+    original = kernel_module.stages_apply
 
-    def recording(x, cols, weights):
+    def recording(x, stages, **options):
         calls.append(x.dtype)
-        return original(x, cols, weights)
+        return original(x, stages, **options)
 
-    monkeypatch.setattr(kernel_module, "band_apply", recording)
+    monkeypatch.setattr(kernel_module, "stages_apply", recording)
     return calls
 
 
-def test_dispatch_uses_cython_for_cpu_tensors_and_numpy(spy):
+@pytest.fixture
+def cython_measures_fastest(monkeypatch):
+    """Make every timing in svimg._timing say the Cython kernel is the faster one (fresh choices)."""
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    seconds = {"cython": 1.0, "torch": 2.0}
+    monkeypatch.setattr(_timing, "_median_seconds", lambda run, device: seconds[run.args[0]])
+
+
+def test_dispatch_uses_cython_for_cpu_tensors_and_numpy_when_it_measures_fastest(cython_measures_fastest, spy):
     op = TemporalPSF(7, boundary="reflect")
-    for dtype in (torch.float32, torch.float64):
-        assert _dispatch.backend_for(torch.zeros(2, 2, dtype=dtype)) == "cython"
     x = np.random.default_rng(0).random((6, 2, 4, 4)).astype(np.float32)
     y = svimg.forward_op(x, op)
     svimg.adjoint_op(y, op)
     op.normal(torch.from_numpy(x).double())
     assert spy == [np.float32, np.float32, np.float64]
+    for dtype in (torch.float32, torch.float64):
+        assert _dispatch.backend_for(torch.zeros(2, 2, dtype=dtype)) == "cython"
 
 
-def test_dispatch_falls_back_to_torch(spy, monkeypatch):
+def test_dispatch_falls_back_to_torch(cython_measures_fastest, spy, monkeypatch):
     """float16 is not a Cython dtype, and a tensor that needs autograd must stay in torch (gradients are right)."""
     op = TemporalPSF(kernel=[0.5, -0.2, 1.0, 0.3], boundary="zero", normalize=False)
     half = torch.rand(5, 1, 2, 2).half()

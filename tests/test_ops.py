@@ -279,6 +279,24 @@ def test_gaussian_blur_smaller_frames_than_kernel():
     np.testing.assert_allclose(got, ndi.gaussian_filter(x, (0, 0, 2, 2), mode="constant", truncate=3.0), atol=1e-14)
 
 
+@pytest.mark.parametrize("backend", ["cython", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 1, 4, 5), (1, 1, 1, 1), (2, 1, 13, 30)], ids=str)
+@pytest.mark.parametrize("size, sigma", [(13, 2.0), (3, 1.0), (1, 1.0)])
+def test_gaussian_blur_backends_match_the_2d_convolution(backend, dtype, shape, size, sigma, monkeypatch):
+    """Both separable passes (Cython kernel, torch conv2d) against one unseparated 2-D conv2d in float64."""
+    if backend == "cython" and "cython" not in _dispatch.available_backends():
+        pytest.skip("the Cython extension is not built")
+    monkeypatch.setenv("SVIMG_BACKEND", backend)
+    op = GaussianBlur(size, sigma)
+    x = torch.from_numpy(np.random.default_rng(4).standard_normal(shape))
+    H, W = shape[-2:]
+    ref = torch.nn.functional.conv2d(x.reshape(-1, 1, H, W), torch.from_numpy(op.kernel)[None, None], padding=size // 2)
+    got = op.forward(x.to(dtype))
+    assert got.dtype == dtype and got.shape == x.shape
+    torch.testing.assert_close(got.double(), ref.reshape(shape), rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-14)
+
+
 @pytest.mark.parametrize("factor", [1, 2, 4])
 def test_downsample_is_block_mean(factor):
     T, C, h, w = 3, 2, 3, 5

@@ -128,8 +128,9 @@ class TemporalPSF(LinearOperator):
         return _dispatch.time_apply(y, self.matrix(y.shape[0]).T)
 
     def normal(self, x):
-        """M^T M x in one pass (no intermediate volume)."""
-        return _dispatch.time_apply(x, self._normal_matrix(x.shape[0]))
+        """M^T M x in one pass (no intermediate volume; the CPU kernel may run M and M^T per pixel block)."""
+        M = self.matrix(x.shape[0])
+        return _dispatch.time_apply(x, self._normal_matrix(x.shape[0]), factors=(M, M.T))
 
     def __eq__(self, other):
         return (

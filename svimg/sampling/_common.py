@@ -84,14 +84,14 @@ def prepare_problem(y, op, device) -> Problem:
     ``g = max(1, max |A 1|)``) raises: it is a units mistake such as 0..255 data.
     """
     _check_op(op)
-    vol = to_volume(y, "y")
+    vol = to_volume(y, "y", with_range=True)
     x_shape = tuple(check_measurement(op, vol.tensor))
     dev = resolve_device(device)
     dtype = torch.float64 if vol.tensor.dtype == torch.float64 else torch.float32
     y_work = vol.tensor.to(device=dev, dtype=dtype)
     with torch.no_grad():
         gain = float(op.forward(torch.ones(x_shape, dtype=dtype, device=dev)).abs().max())
-    check_data_range(y_work, "y", gain)
+    check_data_range(y_work, "y", gain, vol.value_range)
     return Problem(vol, y_work, op, x_shape, dev)
 
 

@@ -1,0 +1,75 @@
+"""Choose between interchangeable kernels by timing them on the caller's own input.
+
+The first call for a *problem class* (task, device, dtype, leading axis, size
+class, thread count and the operator's own tables) runs every candidate on the
+actual input (one warm-up and ``REPEATS`` timed calls each) and keeps the one
+with the smallest median time; later calls of that class reuse the choice.
+Every choice is logged on the ``svimg.dispatch`` logger at DEBUG level with
+its reason (the measured medians), and :func:`choices` lists them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+__all__ = ["REPEATS", "choices", "fastest", "key", "known_choice"]
+
+REPEATS = 3
+log = logging.getLogger("svimg.dispatch")
+_CHOICES: dict[tuple, tuple[str, str]] = {}
+
+
+def key(task: str, x: torch.Tensor, tables: bytes | None) -> tuple:
+    """The problem class of ``x``: sizes are grouped by powers of two of the voxels per leading index."""
+    per_row = max(1, x.numel() // max(1, x.shape[0]))
+    digest = None if tables is None else hashlib.blake2b(tables, digest_size=8).hexdigest()
+    return (task, x.device.type, str(x.dtype).replace("torch.", ""), int(x.shape[0]), per_row.bit_length(),
+            torch.get_num_threads(), digest)
+
+
+def _median_seconds(run: Callable[[], object], device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    run()
+    sync()
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fastest(task: str, x: torch.Tensor, tables: bytes | None, runners: dict[str, Callable[[], object]]) -> str:
+    """The name of the runner that was fastest for ``x``'s problem class (measured now if it is new)."""
+    k = key(task, x, tables)
+    if k not in _CHOICES:
+        with torch.no_grad():
+            seconds = {name: _median_seconds(run, x.device) for name, run in runners.items()}
+        best = min(seconds, key=seconds.get)
+        measured = ", ".join(f"{name} {s * 1e3:.3g} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
+        reason = (f"{task} on {k[1]} {k[2]} {tuple(x.shape)}, {k[5]} thread(s): {best} was fastest "
+                  f"(median of {REPEATS}: {measured})")
+        _CHOICES[k] = (best, reason)
+        log.debug("svimg dispatch: %s", reason)
+    return _CHOICES[k][0]
+
+
+def known_choice(task: str, x) -> str | None:
+    """The latest choice for ``task`` on tensors of ``x``'s device and dtype at the current thread count, if any."""
+    partial = (task, x.device.type, str(x.dtype).replace("torch.", ""), None, None, torch.get_num_threads(), None)
+    for k, (name, _) in reversed(list(_CHOICES.items())):
+        if all(p is None or p == q for p, q in zip(partial, k)):
+            return name
+    return None
+
+
+def choices() -> dict[tuple, tuple[str, str]]:
+    """Every choice made so far: problem-class key -> (backend, reason)."""
+    return dict(_CHOICES)
