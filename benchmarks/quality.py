@@ -359,6 +359,11 @@ class RunLog:
             writer.writeheader()
             writer.writerows(kept)
 
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, RUN_FIELDS).writerow(row)
+
 
 def earlier_rows(out: Path, rerun: set) -> list[dict]:
     """The rows of an earlier quality_runs.csv whose (method, task) is not in ``rerun``."""
@@ -377,10 +382,6 @@ def earlier_tuning(out: Path, retuned: set) -> list[dict]:
     records = json.loads(path.read_text())["choices"]
     return [r for r in records if (r["method"], r["scope"].split(" → ")[0]) not in retuned
             and r["method"] in METHODS_BY_KEY and METHODS_BY_KEY[r["method"]].param]
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, RUN_FIELDS).writerow(row)
 
 
 def execute(jobs: list[dict], s: dict, log: RunLog, what: str) -> list[dict]:

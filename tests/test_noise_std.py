@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from svimg import blind, forward_op
-from svimg.ops import Downsample, GaussianBlur, TemporalPSF
+from svimg.ops import Downsample, GaussianBlur, RandomMask, TemporalPSF
 from svimg.priors.analytic import GaussianPrior
 from svimg.sampling import DDSSchedule, sample, tweedie
 from svimg.sampling import noise_level
@@ -99,14 +99,20 @@ def test_data_step_runs_in_float64_on_the_cpu_and_returns_the_input_dtype():
     assert step.y.dtype == torch.float64 and out.dtype == torch.float32
 
 
+OPS = {"blur": lambda: GaussianBlur(7, 1.5) @ TemporalPSF(5), "sr4": lambda: Downsample(4) @ TemporalPSF(7),
+       "mask": lambda: RandomMask(0.5) @ TemporalPSF(7), "temporal": lambda: TemporalPSF(13)}
+
+
 @pytest.mark.parametrize("sigma", [0.01, 0.02, 0.03, 0.05])
-def test_auto_estimate_is_within_ten_percent_on_blurred_clips(sigma):
+@pytest.mark.parametrize("kind", list(OPS))
+def test_auto_estimate_is_within_ten_percent_on_blurred_clips(sigma, kind):
     from svimg import data
 
     x = torch.from_numpy(data.clip("bikes", frames=8, start=0, size=64).values.copy()).double()
-    op = GaussianBlur(7, 1.5) @ TemporalPSF(5)
+    op = OPS[kind]()
     g = torch.Generator().manual_seed(int(sigma * 1000))
-    y = forward_op(x, op) + sigma * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    y = forward_op(x, op)
+    y = y + sigma * torch.randn(y.shape, generator=g, dtype=torch.float64)
     assert noise_level.estimate_noise_std(y) == pytest.approx(sigma, rel=0.1)
 
 

@@ -24,10 +24,19 @@ with var(y) the measurement's variance over all its values.  ``kappa``
 development clip that is not one of the benchmark's report clips and then
 fixed (benchmarks/tune_noise_weight.py; result in benchmarks/README.md).
 
-``noise_std="auto"`` estimates sigma_y from y with
-:func:`skimage.restoration.estimate_sigma` (wavelet median absolute deviation)
-on every frame and channel and takes the median: any temporal or spatial blur
-acts before the noise, so the noise in y is white.
+``noise_std="auto"`` estimates sigma_y from y.  Any temporal or spatial blur
+acts before the noise, so the noise in y is white in space and in time, and
+two robust estimates see it:
+
+- spatial: :func:`skimage.restoration.estimate_sigma` (wavelet median absolute
+  deviation) of every frame and channel, their median;
+- temporal: the second difference along time d = y[t+1] - 2 y[t] + y[t-1]
+  carries noise of variance 6 sigma_y^2 and little of a temporally blurred
+  signal: median(|d|) / (0.6745 sqrt(6)) (at least 3 frames).
+
+Signal left in either only inflates it, so the estimate is the smaller of the
+two.  (The temporal one keeps small frames, e.g. after 4x pooling, and masked
+frames, whose zeros' edges dominate the wavelet estimate, usable.)
 """
 
 from __future__ import annotations
@@ -63,12 +72,16 @@ def check_noise_std(noise_std, gamma=None):
 
 
 def estimate_noise_std(y: torch.Tensor) -> float:
-    """The median over frames and channels of :func:`skimage.restoration.estimate_sigma` of a (T, C, H, W) y."""
+    """sigma_y of a (T, C, H, W) y: the smaller of the spatial and the temporal estimate (module docstring)."""
     from skimage.restoration import estimate_sigma
 
     frames = y.detach().to("cpu", torch.float64).numpy()
-    sigmas = [estimate_sigma(plane) for frame in frames for plane in frame]
-    return float(np.median(sigmas))
+    spatial = float(np.median([estimate_sigma(plane) for frame in frames for plane in frame]))
+    if frames.shape[0] < 3:
+        return spatial
+    d = frames[2:] - 2 * frames[1:-1] + frames[:-2]
+    temporal = float(np.median(np.abs(d))) / (0.6745 * np.sqrt(6))
+    return min(spatial, temporal)
 
 
 def resolve_noise_std(noise_std, y: torch.Tensor) -> tuple[float | None, bool]:
