@@ -1,11 +1,11 @@
-"""Tune the one constant of the noisy data step, kappa (svimg.sampling.noise_level.SPREAD_FRACTION), once.
+"""Tune the one constant of the noisy data step, v (svimg.sampling.noise_level.PRIOR_SPREAD), once.
 
     python benchmarks/tune_noise_weight.py            # writes benchmarks/results/noise_weight_tuning.json
 
 On the development clip carphone[100:116] (64x64, 16 frames; NOT one of the
 report clips of benchmarks/quality.py), uniform 13 (circular) + Gaussian noise
 0.02, bundled prior, every default of ``svimg.sample`` except
-``noise_std="auto"``: PSNR for each kappa of the grid.  The best value is then
+``noise_std="auto"``: PSNR for each v of the grid.  The best value is then
 written into noise_level.py by hand and kept fixed.
 """
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from svimg.sampling import noise_level
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="0.01,0.02,0.05,0.1")
+    p.add_argument("--grid", default="5.8e-4,1.15e-3,1.7e-3,2.9e-3")
     p.add_argument("--out", type=Path, default=HERE / "results" / "noise_weight_tuning.json")
     args = p.parse_args(argv)
     x = torch.from_numpy(data.clip(CLIP[0], frames=16, start=CLIP[1], size=64).values.copy())
@@ -39,14 +39,14 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(zlib.crc32(f"{CLIP}|uniform 13, noise".encode()))
     y = svimg.forward_op(x, op) + SIGMA * torch.randn(x.shape, generator=g, dtype=x.dtype)
     prior, scores = priors.bundled(), {}
-    for kappa in map(float, args.grid.split(",")):
-        noise_level.SPREAD_FRACTION = kappa
+    for v in map(float, args.grid.split(",")):
+        noise_level.PRIOR_SPREAD = v
         start = time.perf_counter()
         x_hat = svimg.sample(y, op, prior, noise_std="auto", seed=0, progress=False)
-        scores[kappa] = metrics.psnr(x_hat, x)
-        print(f"kappa {kappa:g}: {scores[kappa]:.2f} dB ({time.perf_counter() - start:.0f} s)", flush=True)
+        scores[v] = metrics.psnr(x_hat, x)
+        print(f"v {v:g}: {scores[v]:.2f} dB ({time.perf_counter() - start:.0f} s)", flush=True)
     record = {"clip": f"{CLIP[0]}[{CLIP[1]}:{CLIP[1] + 16}]", "task": "uniform 13, noise 0.02", "size": 64,
-              "psnr_by_kappa": scores, "best": max(scores, key=scores.get)}
+              "psnr_by_v": scores, "best": max(scores, key=scores.get)}
     args.out.write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
     return 0

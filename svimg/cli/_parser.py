@@ -118,15 +118,7 @@ def _noise_std(text: str):
     """A number >= 0, "auto" (estimated from the measurement) or "none" (noise-free)."""
     if text.lower() == "none":
         return None
-    if text.lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, auto or none, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, auto or none, got {text}")
-    return value
+    return "auto" if text.lower() == "auto" else _nonneg_float(text)
 
 
 def _add_sampler(p, gamma=None):

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from ..solvers.cg import conjugate_gradient, normal_system
-from .noise_level import map_weight, signal_variance
+from .noise_level import map_weight
 
 __all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_dtype", "data_step",
            "steepest_descent"]
@@ -104,7 +104,7 @@ class DataStep:
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
         self.y = y if dtype is None else y.to(dtype)
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
-        self.v = None if sigma_y is None else signal_variance(self.y, sigma_y)
+        self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
         self.final_residual: float | None = None
 
     def weight(self, t: int) -> float | None:

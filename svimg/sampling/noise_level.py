@@ -15,14 +15,11 @@ sigma_t^2 / 4 in [0, 1] units, and the posterior variance of x0 is exactly::
 
 the identity denoiser's error tau_t at low noise, the images' own spread v at
 high noise.  Only the part of the video that the data step can change matters
-(what A blurs away), and its spread is a fraction of the video's variance::
-
-    v = kappa * max(var(y) - sigma_y^2, sigma_y^2)
-
-with var(y) the measurement's variance over all its values.  ``kappa``
-(:data:`SPREAD_FRACTION`) is the one constant; it was tuned once on a
-development clip that is not one of the benchmark's report clips and then
-fixed (benchmarks/tune_noise_weight.py; result in benchmarks/README.md).
+(what A blurs away), and v is the prior's spread there: one constant in
+[0, 1] units (:data:`PRIOR_SPREAD`), the same for every clip, so that s_t
+depends on the schedule alone.  It was tuned once on a development clip that
+is not one of the benchmark's report clips and then fixed
+(benchmarks/tune_noise_weight.py; result in benchmarks/README.md).
 
 ``noise_std="auto"`` estimates sigma_y from y.  Any temporal or spatial blur
 acts before the noise, so the noise in y is white in space and in time, and
@@ -47,11 +44,11 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["AUTO", "SPREAD_FRACTION", "check_noise_std", "estimate_noise_std", "resolve_noise_std",
-           "signal_variance", "tweedie_error_var", "map_weight"]
+__all__ = ["AUTO", "PRIOR_SPREAD", "check_noise_std", "estimate_noise_std", "resolve_noise_std",
+           "tweedie_error_var", "map_weight"]
 
 AUTO = "auto"
-SPREAD_FRACTION = 0.02  # kappa above: benchmarks/results/noise_weight_tuning.json (carphone[100:116])
+PRIOR_SPREAD = 1.15e-3  # v above: benchmarks/results/noise_weight_tuning.json (carphone[100:116])
 
 
 def check_noise_std(noise_std, gamma=None):
@@ -92,18 +89,16 @@ def resolve_noise_std(noise_std, y: torch.Tensor) -> tuple[float | None, bool]:
     return (noise_std or None), False
 
 
-def signal_variance(y: torch.Tensor, sigma_y: float, fraction: float | None = None) -> float:
-    """v = kappa max(var(y) - sigma_y^2, sigma_y^2); ``fraction`` is kappa (None: :data:`SPREAD_FRACTION`)."""
-    kappa = SPREAD_FRACTION if fraction is None else fraction
-    return kappa * max(float(torch.var(y.to(torch.float64))) - sigma_y**2, sigma_y**2)
+def tweedie_error_var(a_t: float, v: float | None = None) -> float:
+    """s_t^2 = v tau / (v + tau), tau = (1 - a_t) / (4 a_t): the Tweedie estimate's error in [0, 1] units.
 
-
-def tweedie_error_var(a_t: float, v: float) -> float:
-    """s_t^2 = v tau / (v + tau), tau = (1 - a_t) / (4 a_t): the Tweedie estimate's error in [0, 1] units."""
+    ``v`` None reads :data:`PRIOR_SPREAD`.
+    """
+    v = PRIOR_SPREAD if v is None else v
     tau = (1 - a_t) / (4 * a_t)
     return v * tau / (v + tau)
 
 
-def map_weight(a_t: float, sigma_y: float, v: float) -> float:
+def map_weight(a_t: float, sigma_y: float, v: float | None = None) -> float:
     """w_t = s_t^2 / sigma_y^2, the weight of (I + w_t A^T A) x = x0 + w_t A^T y."""
     return tweedie_error_var(a_t, v) / sigma_y**2
