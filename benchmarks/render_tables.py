@@ -27,6 +27,7 @@ QUALITY_TABLES = {
     "spatio-temporal": "Table 2 — uniform 7 (circular) followed by a spatial degradation, no noise",
     "temporal-noisy": "Temporal PSF, circular boundary, measurement noise",
     "temporal-zero": "Temporal PSF, zero boundary, no noise",
+    "spatio-temporal-noisy": "uniform 7 (circular) followed by a spatial degradation, measurement noise",
 }
 
 
@@ -310,7 +311,8 @@ def quality_markdown(summary: list[dict], settings: dict, tuning: dict | None = 
             secs = [float(r["seconds"]) for r in mine]
             row += [fmt_float(sum(secs) / len(secs), 1), _distinct(mine, "nfe"), _distinct(mine, "n_clips")]
             rows.append(row)
-        extra = f" (σ_y = {settings.get('sigma')})" if key == "temporal-noisy" else ""
+        sigma = {"temporal-noisy": settings.get("sigma"), "spatio-temporal-noisy": settings.get("sigma_spatial")}
+        extra = f" (σ_y = {sigma[key]})" if key in sigma else ""
         out.append(f"**{title}{extra}** — PSNR (dB) / SSIM / temporal-consistency error (lower is better)")
         out.append(table(["method"] + columns + ["time (s)", "NFE", "clips"], rows))
     same = same_clips_markdown(summary)

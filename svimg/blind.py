@@ -245,7 +245,7 @@ def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: s
 
 
 def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "circular",
-           noise_std: float | None = None, support: int | None = None, seed: int | None = None,
+           noise_std=None, support: int | None = None, seed: int | None = None,
            return_info: bool = False, **sample_kwargs):
     """Blind temporal deblurring (module docstring): estimate the PSF, restore, refine the PSF, restore again.
 
@@ -256,7 +256,11 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     spatial_op : LinearOperator or None
         The known per-frame part S (None: no spatial degradation).
     prior : as in :func:`svimg.sample` (loaded once for both stages).
-    candidates, boundary, noise_std : see :func:`score_psfs` (the initial estimate).
+    candidates, boundary : see :func:`score_psfs` (the initial estimate).
+    noise_std : None, float >= 0 or "auto"
+        The measurement noise's standard deviation ("auto": estimated once from y,
+        :func:`svimg.sampling.noise_level.estimate_noise_std`), used both to score
+        the PSFs and by both stages' data steps (as in :func:`svimg.sample`).
     support : int or None
         Taps of the refined kernel (:func:`refine_psf`).
     seed : int or None
@@ -278,6 +282,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     from .sampling import sample as dds_sample
     from ._device import resolve_device
     from .sampling._common import resolve_prior
+    from .sampling.noise_level import check_noise_std, resolve_noise_std
 
     if "generator" in sample_kwargs:
         raise TypeError("blind.sample takes seed=, not generator=: both stages use the same seed")
@@ -285,22 +290,24 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     if support is not None:
         _check_support(support)
     vol = to_volume(y, "y")
-    scores = score_psfs(vol.tensor, candidates, boundary=boundary, noise_std=noise_std)
+    sigma_y, estimated = resolve_noise_std(check_noise_std(noise_std, sample_kwargs.get("gamma")), vol.tensor)
+    scores = score_psfs(vol.tensor, candidates, boundary=boundary, noise_std=sigma_y)
     psf0 = scores[0][0]
     seed = secrets.randbits(63) if seed is None else seed
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
 
     def stage(psf):
         op = psf if isinstance(spatial, Identity) else spatial @ psf
-        return op, dds_sample(vol.tensor, op, prior, seed=seed, **sample_kwargs)
+        return op, dds_sample(vol.tensor, op, prior, seed=seed, noise_std=sigma_y, **sample_kwargs)
 
     op1, x1 = stage(psf0)
     proposal = refine_psf(vol.tensor, x1, spatial, support=support, boundary=psf0.boundary)
-    (best, _), _ = score_psfs(vol.tensor, [proposal, psf0], noise_std=noise_std)
+    (best, _), _ = score_psfs(vol.tensor, [proposal, psf0], noise_std=sigma_y)
     accepted = best is proposal
     op2, x2 = stage(proposal) if accepted else (op1, x1)
     psf = proposal if accepted else psf0
     attrs = provenance("blind.sample", op2, initial_psf=repr(psf0), refined_psf=repr(proposal), accepted=accepted,
+                       noise_std=sigma_y, noise_std_estimated=estimated,
                        seed=seed, **{k: v for k, v in sample_kwargs.items() if isinstance(v, (int, float, str, bool))})
     video = vol.wrap(x2, attrs)
     if not return_info:

@@ -58,13 +58,19 @@ def test_quality_main_smallest_size_writes_results(tmp_path):
     for choice in tuning["choices"]:
         assert choice["chosen"] in choice["grid"]
         assert len(choice["psnr"]) == len(choice["grid"])
-    applied = {(r["method"], r["task"]): r["value"] for r in runs if r["phase"] == "report"}
-    noisy_gamma = [c["chosen"] for c in tuning["choices"] if c["method"] == "ours" and c["scope"].startswith("uniform 7, noise")]
-    assert float(applied[("ours", "uniform 7, noise")]) == noisy_gamma[0]
+    assert not [c for c in tuning["choices"] if c["method"] == "ours"]  # noisy tasks: noise_std="auto", untuned
 
     md = (tmp_path / "quality.md").read_text()
     assert "Table 1" in md and "measurement noise" in md and "Tuning" in md
     assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --update reruns one (method, task) and keeps every other row and tuning record
+    again = argv + ["--update", "--methods", "ours", "--tasks", "uniform 13"]
+    assert quality.main(again) == 0
+    rerun = _rows(tmp_path / "quality_runs.csv")
+    assert len(rerun) == len(runs)
+    assert {(r["method"], r["task"]) for r in rerun} == {(r["method"], r["task"]) for r in runs}
+    assert json.loads((tmp_path / "quality_tuning.json").read_text())["choices"] == tuning["choices"]
 
 
 def _bench(name, group, median, extra):

@@ -23,6 +23,9 @@ def carphone():
     return svimg.data.clip("carphone", frames=16, size=16).values
 
 
+QUANTISATION_STD = 1 / (255 * 12**0.5)  # the noise of an 8-bit measurement: noise-free fitting would amplify it
+
+
 def _blur(x, psf, spatial=None):
     """The measurement, rounded to 8 bits like a real video file."""
     op = psf if spatial is None else spatial @ psf
@@ -37,12 +40,13 @@ def test_equivalent_width():
         blind.equivalent_width(np.ones(3))
 
 
-def _two_stages(x, prior, nfe):
+def _two_stages(x, prior, nfe, noise_std=None):
     """Algorithm 2 for uniform widths 7..13: (initial widths, returned widths, accepted flags, stage-2 - stage-1 dB)."""
     initial, final, accepted, gains = [], [], [], []
     for w in WIDTHS:
         y = _blur(x, TemporalPSF(w))
-        video, psf, info = blind.sample(y, prior=prior, nfe=nfe, seed=0, progress=False, return_info=True)
+        video, psf, info = blind.sample(y, prior=prior, nfe=nfe, seed=0, progress=False, return_info=True,
+                                        noise_std=noise_std)
         assert np.all(psf.kernel >= 0) and psf.kernel.sum() == pytest.approx(1.0)
         if not info["accepted"]:  # the refinement lost on the score: stage 1 is the answer
             assert psf == info["initial_psf"] and np.array_equal(video, info["stage1"])
@@ -56,14 +60,17 @@ def _two_stages(x, prior, nfe):
 def test_blind_deblurring_widths_7_to_13(carphone):
     """Algorithm 2 on carphone blurred with uniform widths 7..13 (circular, 8-bit measurement), analytic prior.
 
-    Initial and final widths land within +-1 frame of the truth (measured: within
-    0.06).  With the analytic prior the stage-1 video is consistent with the
-    initial PSF, so NNLS proposes nearly the same kernel; the proposal won on the
-    score for widths 7, 8 and 11 and stage 2 ran.  Measured stage 2 - stage 1:
-    +0.75, +0.005, 0, 0, -0.009, 0, 0 dB (mean +0.11).  Asserted: stage 2 never
-    more than 0.05 dB below stage 1 and better on average.
+    The measurement is 8-bit, so the sampler gets its rounding noise as
+    ``noise_std`` (noise-free, the exact last data step fits the rounding, and a
+    refined kernel close to singular lost up to 36 dB).  Initial and final widths
+    land within +-1 frame of the truth (measured: within 0.02).  With the analytic
+    prior the stage-1 video is consistent with the initial PSF, so NNLS proposes
+    nearly the same kernel; the proposal won on the score for widths 8 and 11 and
+    stage 2 ran.  Measured stage 2 - stage 1: 0, -0.006, 0, 0, +0.517, 0, 0 dB
+    (mean +0.07).  Asserted: stage 2 never more than 0.05 dB below stage 1 and
+    better on average.
     """
-    initial, final, accepted, gains = _two_stages(carphone, GaussianPrior(), nfe=10)
+    initial, final, accepted, gains = _two_stages(carphone, GaussianPrior(), nfe=10, noise_std=QUANTISATION_STD)
     truth = np.array(WIDTHS)
     assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
     assert any(accepted) and not all(accepted)
@@ -79,7 +86,7 @@ def test_blind_deblurring_with_the_bundled_prior():
     0.74 dB at width 9.
     """
     x = svimg.data.clip("carphone", frames=16, size=32).values
-    initial, final, accepted, gains = _two_stages(x, svimg.priors.bundled(), nfe=20)
+    initial, final, accepted, gains = _two_stages(x, svimg.priors.bundled(), nfe=20, noise_std=QUANTISATION_STD)
     truth = np.array(WIDTHS)
     assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
     assert gains.min() > -0.05 and gains.mean() >= 0

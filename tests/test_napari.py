@@ -279,6 +279,17 @@ def _run_restore(qtbot, widget, layer, nfe, preview_every=1, seed=0):
 
 
 @needs_display
+def test_restore_widget_noise_std_choices(viewer):
+    widget = _dock(viewer, "Restore")
+    assert widget.sample_parameters()["noise_std"] is None
+    widget._noise_std_mode.value = "auto"
+    assert widget.sample_parameters()["noise_std"] == "auto"
+    widget._noise_std_mode.value = "given"
+    widget._noise_std.value = 0.03
+    assert widget.sample_parameters()["noise_std"] == pytest.approx(0.03)
+
+
+@needs_display
 @pytest.mark.parametrize("rgb", [False, True])
 def test_restore_widget_adds_result_and_previews(viewer, qtbot, rgb):
     clean = _video(rgb)

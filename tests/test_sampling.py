@@ -242,7 +242,7 @@ def test_one_step_matches_a_transcription_of_the_design(gamma):
     t, t_next, eta = 700, 650, 0.15
 
     got, got_x0 = dds_step(x, t, t_next, eps_fn=lambda v, s: prior.eps(v, torch.full((v.shape[0],), s)),
-                           data_fn=lambda v: data_step(op, y, v, 5, gamma), schedule=schedule, eta=eta, z=z)
+                           data_fn=lambda v, s: data_step(op, y, v, 5, gamma), schedule=schedule, eta=eta, z=z)
 
     a = float(torch.prod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)[: t + 1]))
     a_next = float(torch.prod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)[: t_next + 1]))

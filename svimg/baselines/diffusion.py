@@ -152,7 +152,7 @@ def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho
     y_t = run.problem.y
     split = None
 
-    def data_fn(x0):
+    def data_fn(x0, t):
         nonlocal split
         x, split = _admm_tv_solver(op, y_t, x0, lam=lam, rho=rho, n_iter=admm_iters, cg_iters=cg_iters, dims=(0,),
                                    split=split)

@@ -114,6 +114,13 @@ def _gamma(text: str):
     return value
 
 
+def _noise_std(text: str):
+    """A number >= 0, "auto" (estimated from the measurement) or "none" (noise-free)."""
+    if text.lower() == "none":
+        return None
+    return "auto" if text.lower() == "auto" else _nonneg_float(text)
+
+
 def _add_sampler(p, gamma=None):
     p.add_argument("--nfe", type=_positive_int, default=20, help="prior evaluations (diffusion steps)")
     p.add_argument("--eta", type=_nonneg_float, default=0.15, help="share of fresh noise when re-noising, in [0, 1]")
@@ -121,6 +128,9 @@ def _add_sampler(p, gamma=None):
     p.add_argument("--gamma", type=_gamma, default=gamma, metavar="G",
                    help="data weight of the regularised step (I + G A^T A) x = x0 + G A^T y, for noisy data; "
                         "none solves A^T A x = A^T y" + ("" if gamma is not None else " (default: none)"))
+    p.add_argument("--noise-std", type=_noise_std, default=None, metavar="S|auto",
+                   help="the measurement's Gaussian noise std in [0, 1] units, or auto to estimate it; each data "
+                        "step then solves its MAP problem with a weight from the schedule (not with --gamma)")
     p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
                    help="which noise draws are shared by all frames (batch = the method)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")

@@ -208,6 +208,8 @@ class RestoreWidget(Container):
         self._eta = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="eta")
         self._cg_iters = SpinBox(value=5, min=0, max=200, label="CG iterations")
         self._noise = ComboBox(choices=NOISE_MODES, value="batch", label="noise")
+        self._noise_std_mode = ComboBox(choices=("none", "auto", "given"), value="none", label="measurement noise")
+        self._noise_std = FloatSpinBox(value=0.02, min=0.0, max=1.0, step=0.005, label="noise std", visible=False)
         self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
         self._device = ComboBox(choices=devices, value=devices[-1], label="device")
         self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
@@ -217,12 +219,13 @@ class RestoreWidget(Container):
         super().__init__(
             widgets=[
                 self._image, self.controls, self._prior, self._checkpoint, self._nfe, self._eta, self._cg_iters,
-                self._noise, self._seed, self._device, self._preview_every, self._run_button, self._cancel_button,
+                self._noise, self._noise_std_mode, self._noise_std, self._seed, self._device, self._preview_every, self._run_button, self._cancel_button,
                 self._status,
             ]
         )
         self._image.changed.connect(self._preset_operator)
         self._prior.changed.connect(self._prior_kind_changed)
+        self._noise_std_mode.changed.connect(self._noise_std_mode_changed)
         self._run_button.clicked.connect(_report(self.run))
         self._cancel_button.clicked.connect(self.cancel)
         self.worker = None
@@ -245,6 +248,14 @@ class RestoreWidget(Container):
         self._checkpoint.visible = kind != "bundled"
         self._checkpoint.mode = "d" if kind == "diffusers" else "r"
 
+    def _noise_std_mode_changed(self, mode):
+        self._noise_std.visible = mode == "given"
+
+    def noise_std(self):
+        """``noise_std`` of :func:`svimg.sample`: None (noise-free), "auto" or the given std."""
+        mode = self._noise_std_mode.value
+        return {"none": None, "auto": "auto"}.get(mode, self._noise_std.value)
+
     def prior_spec(self) -> str:
         """The :func:`svimg.priors.load` spec: "bundled", "adm:PATH" or "diffusers:PATH"."""
         kind = self._prior.value
@@ -261,6 +272,7 @@ class RestoreWidget(Container):
             "eta": self._eta.value,
             "cg_iters": self._cg_iters.value,
             "noise": self._noise.value,
+            "noise_std": self.noise_std(),
             "seed": self._seed.value,
             "device": self._device.value,
         }

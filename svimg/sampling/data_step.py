@@ -3,8 +3,15 @@
 Starting from the denoised estimate x0, a few iterations on the normal system
 (:func:`svimg.solvers.normal_system`)::
 
-    A^T A x = A^T y                                (noise-free, gamma None)
-    (I + gamma A^T A) x = x0 + gamma A^T y         (noisy data, DDS's regularised form)
+    A^T A x = A^T y                                (noise-free)
+    (I + gamma A^T A) x = x0 + gamma A^T y         (noisy data: the paper's fixed gamma, or
+                                                    gamma = w_t from noise_std, see noise_level)
+
+Noise-free, the LAST data step runs CG until ||r|| / ||r_0|| < 1e-6 (at most
+``final_iters`` iterations): the result fits the data while keeping the prior's
+content in the null space of A.  On the CPU the data step runs in float64
+whatever the input dtype (the prior network stays float32); on CUDA it keeps
+the input's dtype (float64 inner products in either case).
 
 with conjugate gradients (``"cg"``, the method) or steepest descent with an
 exact line search (``"gd"``, the paper's ablation).  Inner products run over
@@ -18,10 +25,14 @@ from typing import Callable
 import torch
 
 from ..solvers.cg import conjugate_gradient, normal_system
+from .noise_level import map_weight
 
-__all__ = ["SOLVERS", "data_step", "steepest_descent"]
+__all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_dtype", "data_step",
+           "steepest_descent"]
 
 SOLVERS = ("cg", "gd")
+FINAL_RTOL = 1e-6
+DEFAULT_FINAL_CG_ITERS = 300
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -29,7 +40,8 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def steepest_descent(
-    H: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, x0: torch.Tensor, n_iter: int, tol: float = 1e-5
+    H: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, x0: torch.Tensor, n_iter: int, tol: float = 1e-5,
+    rtol: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """At most ``n_iter`` steepest-descent steps on H x = b with exact line search, from ``x0`` (not modified)::
 
@@ -41,8 +53,9 @@ def steepest_descent(
     r = b - H(x)
     rs = _dot(r, r)
     history = [float(rs.sqrt())]
+    stop = max(tol, rtol * history[0])
     for _ in range(n_iter):
-        if history[-1] < tol:
+        if history[-1] < stop:
             break
         Hr = H(r)
         curvature = _dot(r, Hr)
@@ -56,12 +69,57 @@ def steepest_descent(
     return x, history
 
 
+def _solve(op, y, x0, n_iter, gamma, solver, tol, rtol=0.0) -> tuple[torch.Tensor, list[float]]:
+    H, b = normal_system(op, y, x0, gamma)
+    if solver == "cg":
+        return conjugate_gradient(H, b, x0, n_iter, tol, rtol=rtol)
+    return steepest_descent(H, b, x0, n_iter, tol, rtol=rtol)
+
+
 def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float | None = None,
               solver: str = "cg", tol: float = 1e-5) -> torch.Tensor:
     """``n_iter`` CG (or steepest-descent) iterations on the normal system, from x0 ([0, 1] units)."""
     if n_iter == 0:
         return x0.clone()
-    H, b = normal_system(op, y, x0, gamma)
-    run = conjugate_gradient if solver == "cg" else steepest_descent
-    x, _ = run(H, b, x0, n_iter, tol)
-    return x
+    return _solve(op, y, x0, n_iter, gamma, solver, tol)[0]
+
+
+def data_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """float64 on the CPU; on CUDA the input's ``dtype`` (float64 inner products either way)."""
+    return torch.float64 if device.type == "cpu" else dtype
+
+
+class DataStep:
+    """The sampler's ``data_fn(x0, t)``: the data step at timestep t (module docstring).
+
+    The weight is ``gamma`` when given, ``w_t`` (:func:`~svimg.sampling.noise_level.map_weight`)
+    when ``sigma_y`` is, else none (noise-free, with the exact last step).  After the
+    last step (t = the schedule's last timestep), ``final_residual`` holds its
+    ||r|| / ||r_0||.
+    """
+
+    def __init__(self, op, y: torch.Tensor, schedule, *, n_iter: int, gamma: float | None = None,
+                 sigma_y: float | None = None, solver: str = "cg", final_iters: int = DEFAULT_FINAL_CG_ITERS,
+                 dtype: torch.dtype | None = None, tol: float = 1e-5):
+        self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
+        self.y = y if dtype is None else y.to(dtype)
+        self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
+        self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
+        self.final_residual: float | None = None
+
+    def weight(self, t: int) -> float | None:
+        """gamma, or w_t = s_t^2 / sigma_y^2 from the schedule's a_t, or None (noise-free)."""
+        if self.sigma_y is None:
+            return self.gamma
+        return map_weight(self.schedule.alpha_bar(t), self.sigma_y, self.v)
+
+    def __call__(self, x0: torch.Tensor, t: int) -> torch.Tensor:
+        if self.n_iter == 0:
+            return x0.clone()
+        gamma, last = self.weight(t), t == self.schedule.timesteps[-1]
+        exact = last and gamma is None
+        n_iter, tol, rtol = (self.final_iters, 0.0, FINAL_RTOL) if exact else (self.n_iter, self.tol, 0.0)
+        x, history = _solve(self.op, self.y, x0.to(self.y.dtype), n_iter, gamma, self.solver, tol, rtol)
+        if last:
+            self.final_residual = history[-1] / history[0] if history[0] > 0 else 0.0
+        return x.to(x0.dtype)

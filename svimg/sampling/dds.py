@@ -6,11 +6,14 @@ the image prior's batch::
 
     eps    = prior(x, t)                                        # one image per frame
     x0     = (x - sqrt(1 - a_t) eps) / sqrt(a_t)                # Tweedie, no clipping
-    x0_hat = 2 * CG_k((x0 + 1) / 2) - 1                         # data step over the WHOLE video, [0, 1] units
+    x0_hat = 2 * D_t((x0 + 1) / 2) - 1                          # data step over the WHOLE video, [0, 1] units
     x      = sqrt(a_next) x0_hat + c1 z + c2 eps                # c1 = sqrt(1 - a_next) eta
                                                                 # c2 = sqrt(1 - a_next) sqrt(1 - eta^2)
 
-where z is one (1, C, H, W) draw repeated over frames ("batch" noise).  The
+where z is one (1, C, H, W) draw repeated over frames ("batch" noise) and D_t
+the data step (:class:`~svimg.sampling.data_step.DataStep`: k CG iterations,
+weighted by the schedule when the noise level is known, exact at the end
+when there is no noise).  The
 step into t = 0 does not re-noise (x = x0_hat); the last step (0 -> -1) runs
 the prior on that estimate once more and does the data step: ``nfe`` prior
 evaluations in all.  The result is the last data step's output clamped to [0, 1].
@@ -26,7 +29,8 @@ import torch
 from .._provenance import provenance
 from .._validate import check_gamma, check_positive_int, check_unit_interval
 from ._common import check_choice, prepare_run, progress_bar
-from .data_step import SOLVERS, data_step
+from .data_step import DEFAULT_FINAL_CG_ITERS, SOLVERS, DataStep, data_dtype
+from .noise_level import check_noise_std, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
 
@@ -48,12 +52,12 @@ def dds_step(x: Tensor, t: int, t_next: int, *, eps_fn: Callable[[Tensor, int], 
              z: Tensor | None) -> tuple[Tensor, Tensor]:
     """One step of Algorithm 1 (module docstring).  Returns (x_next, x0_hat in [0, 1] units).
 
-    ``data_fn`` maps the Tweedie estimate in [0, 1] units to its data-consistent
+    ``data_fn(x0, t)`` maps the Tweedie estimate in [0, 1] units to its data-consistent
     update; ``z`` is the re-noising draw, unused (and may be None) when t_next <= 0.
     """
     eps = eps_fn(x, t)
     x0 = tweedie(x, eps, schedule.alpha_bar(t))
-    x0_hat01 = data_fn((x0 + 1) / 2)
+    x0_hat01 = data_fn((x0 + 1) / 2, t)
     x0_hat = 2 * x0_hat01 - 1
     if t_next <= 0:
         return x0_hat, x0_hat01
@@ -80,7 +84,8 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
 
 
 def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_iters: int = DEFAULT_CG_ITERS,
-           gamma: float | None = None, noise: str = "batch", solver: str = "cg", seed: int | None = None,
+           gamma: float | None = None, noise_std=None, noise: str = "batch", solver: str = "cg",
+           final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, seed: int | None = None,
            generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None, device=None,
            progress: bool = True, callback=None):
     """Restore a video from ``y = A x`` with an image diffusion prior (batch-consistent DDS).
@@ -103,11 +108,22 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
     cg_iters : int
         Data-step iterations per step (0 gives the prior's unconditional sample).
     gamma : float or None
-        None solves A^T A x = A^T y; a weight solves (I + gamma A^T A) x = x0 + gamma A^T y (noisy data).
+        The paper's fixed weight for noisy data: (I + gamma A^T A) x = x0 + gamma A^T y.
+        Not together with ``noise_std``.
+    noise_std : None, float >= 0 or "auto"
+        The measurement's Gaussian noise standard deviation sigma_y in [0, 1] units;
+        "auto" estimates it from y (:func:`~svimg.sampling.noise_level.estimate_noise_std`).
+        Given, each data step solves the step's MAP problem
+        (I + w_t A^T A) x = x0 + w_t A^T y with w_t = s_t^2 / sigma_y^2 and s_t^2
+        the Tweedie estimate's error at step t (:mod:`svimg.sampling.noise_level`).
+        None (or 0) with no ``gamma``: noise-free, A^T A x = A^T y, and the last
+        data step runs CG until ||r|| / ||r_0|| < 1e-6.
     noise : {"batch", "initial", "independent"}
         Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
     solver : {"cg", "gd"}
         Conjugate gradients, or steepest descent with exact line search (ablation).
+    final_cg_iters : int
+        Most iterations of the noise-free exact last data step.
     seed, generator
         The only sources of randomness (at most one).  With neither a seed is
         drawn from the OS and recorded in the provenance.
@@ -126,21 +142,28 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
     Returns
     -------
     The restoration in [0, 1], same type as ``y`` (xarray gains provenance attrs
-    recording every parameter, the seed and the prior's name and sha256).
+    recording every parameter, the noise level used and whether it was
+    estimated, the last data step's relative residual, the seed and the prior's
+    name and sha256).  Data steps run in float64 on the CPU, in y's dtype on CUDA.
     """
     eta = check_unit_interval(eta, "eta")
     cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
     gamma = check_gamma(gamma)
+    noise_std = check_noise_std(noise_std, gamma)
     check_choice(solver, "solver", SOLVERS)
+    final_cg_iters = check_positive_int(final_cg_iters, "final_cg_iters", minimum=0)
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
                       batch_size=batch_size, device=device, progress=progress, callback=callback)
-    y_t = run.problem.y
-
-    def data_fn(x0):
-        return data_step(op, y_t, x0, cg_iters, gamma, solver)
+    sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
+    dtype = data_dtype(run.problem.device, run.problem.dtype)
+    data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
+                       solver=solver, final_iters=final_cg_iters, dtype=dtype)
 
     with torch.no_grad():
         x = run_dds(run.x_T, eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
                     noise=run.noise, progress=progress, callback=callback)
-    attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, solver=solver, **run.provenance_params())
+    attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
+                       noise_std_estimated=estimated, solver=solver, final_cg_iters=final_cg_iters,
+                       final_relative_residual=data_fn.final_residual, data_dtype=str(dtype).replace("torch.", ""),
+                       **run.provenance_params())
     return run.problem.vol.wrap(x, attrs)

@@ -370,7 +370,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         Called after window k (frames [start, stop)) is restored and, with
         ``out``, committed to the store; raise from it to stop the run.
     **sample_kwargs
-        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, solver,
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).
 
     Returns
@@ -427,7 +427,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         done, result = 0, np.zeros((T, C, H, W), dtype=dtype)
 
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
-    params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise", "solver")}
+    params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise_std", "noise",
+                                                                  "solver")}
     attrs = provenance("sample_windowed", op, window=window, overlap=overlap, seed=seed, windows=len(starts), **params)
 
     from tqdm.auto import tqdm

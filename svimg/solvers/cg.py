@@ -125,6 +125,7 @@ def conjugate_gradient(
     n_iter: int,
     tol: float = 1e-5,
     callback: Callable[[int, torch.Tensor, float], None] | None = None,
+    rtol: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """Run at most ``n_iter`` CG iterations on H x = b from ``x0`` (not modified).
 
@@ -135,7 +136,7 @@ def conjugate_gradient(
         x_{k+1} = x_k + alpha_k p_k,  r_{k+1} = r_k - alpha_k H p_k
         p_{k+1} = r_{k+1} + (<r_{k+1}, r_{k+1}> / <r_k, r_k>) p_k
 
-    stops once ||r|| < ``tol`` (also when the residual or the curvature
+    stops once ||r|| < max(``tol``, ``rtol`` ||r_0||) (also when the residual or the curvature
     <p, H p> is exactly zero).  ``callback(k, x_k, ||r_k||)`` runs after each
     iteration.  Returns the iterate and the residual norms ||r_0||, ||r_1||, ...
 
@@ -146,8 +147,9 @@ def conjugate_gradient(
     engine = _engine(H, b, x0)
     rs = engine.start()
     history = [math.sqrt(rs)]
+    stop = max(tol, rtol * history[0])
     for k in range(1, n_iter + 1):
-        if history[-1] < tol or rs == 0:
+        if history[-1] < stop or rs == 0:
             break
         curvature, rs = engine.step()
         if curvature <= 0:
