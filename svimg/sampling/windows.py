@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW = 16
+EDGE_MODELS = ("pin", "extend", "mirror")
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
@@ -123,41 +124,49 @@ def split_temporal(op: LinearOperator, name: str = "op") -> tuple[TemporalPSF | 
 
 
 class WindowRows(LinearOperator):
-    """y = M x along t for an explicit square (n, n) matrix M: a window's temporal operator (:func:`window_rows`)."""
+    """y = M x along t for an explicit (n, m) matrix M: a window's temporal operator (:func:`window_system`)."""
 
     def __init__(self, matrix: np.ndarray):
         M = np.array(matrix, dtype=np.float64)
-        if M.ndim != 2 or M.shape[0] != M.shape[1]:
-            raise ValueError(f"matrix must be square, got shape {M.shape}")
+        if M.ndim != 2:
+            raise ValueError(f"matrix must be 2-D, got shape {M.shape}")
         M.setflags(write=False)
         N = M.T @ M
         N.setflags(write=False)
         self.matrix, self._normal = M, N
 
-    def _check(self, x):
-        if x.shape[0] != self.matrix.shape[0]:
-            raise ValueError(f"WindowRows of {self.matrix.shape[0]} frames got {x.shape[0]} frames")
+    def _check(self, x, axis: int):
+        if x.shape[0] != self.matrix.shape[axis]:
+            raise ValueError(f"WindowRows of {self.matrix.shape[axis]} frames got {x.shape[0]} frames")
+
+    def _apply(self, x, M: np.ndarray):
+        if M.shape[0] == M.shape[1]:
+            return _dispatch.time_apply(x, M)
+        out = torch.tensor(M, dtype=x.dtype, device=x.device) @ x.reshape(x.shape[0], -1)
+        return out.reshape(M.shape[0], *x.shape[1:])
 
     def forward(self, x):
-        self._check(x)
-        return _dispatch.time_apply(x, self.matrix)
+        self._check(x, 1)
+        return self._apply(x, self.matrix)
 
     def adjoint(self, y):
-        self._check(y)
-        return _dispatch.time_apply(y, self.matrix.T)
+        self._check(y, 0)
+        return self._apply(y, self.matrix.T)
 
     def normal(self, x):
-        self._check(x)
+        self._check(x, 1)
         return _dispatch.time_apply(x, self._normal)
 
     def output_shape(self, input_shape):
-        self._check(torch.empty(input_shape[0], 0))
-        return tuple(input_shape)
+        self._check(torch.empty(input_shape[0], 0), 1)
+        return (self.matrix.shape[0], *input_shape[1:])
 
-    input_shape = output_shape
+    def input_shape(self, output_shape):
+        self._check(torch.empty(output_shape[0], 0), 0)
+        return (self.matrix.shape[1], *output_shape[1:])
 
     def __repr__(self):
-        return f"WindowRows({self.matrix.shape[0]} frames)"
+        return f"WindowRows({self.matrix.shape[1]} -> {self.matrix.shape[0]} frames)"
 
 
 def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
@@ -180,6 +189,35 @@ def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
             if s is not None:
                 M[r - start, s - start] += w
     return M
+
+
+def window_system(psf: TemporalPSF, T: int, start: int, stop: int, known=frozenset()):
+    """The exact rows of measurement frames [start, stop), split over unknown and known frames (module docstring).
+
+    Returns ``(frames, M, pinned, M_pinned)``: ``frames`` the global frames the
+    rows reach after the boundary rule that are not in ``known``, in time order
+    from ``start - (support - 1 - c)`` to ``stop + c`` (c = the kernel's centre;
+    circular wraps included, each frame once), ``pinned`` those in ``known``, and
+    ``M`` (stop - start, len(frames)), ``M_pinned`` the matching blocks of
+    ``psf.matrix(T)``: ``y[start:stop] = M x[frames] + M_pinned x[pinned]``.
+    """
+    k, c = psf.kernel, psf.kernel.size // 2
+    touched = []
+    for i in range(start - (k.size - 1 - c), stop + c):
+        s = _boundary_index(i, T, psf.boundary)
+        if s is not None and s not in touched:
+            touched.append(s)
+    frames = [s for s in touched if s not in known]
+    pinned = [s for s in touched if s in known]
+    blocks = {s: (0, n) for n, s in enumerate(frames)} | {s: (1, n) for n, s in enumerate(pinned)}
+    M, M_pinned = np.zeros((stop - start, len(frames))), np.zeros((stop - start, len(pinned)))
+    for r in range(start, stop):
+        for j, w in enumerate(k):
+            s = _boundary_index(r - j + c, T, psf.boundary)
+            if s is not None:
+                which, n = blocks[s]
+                (M_pinned if which else M)[r - start, n] += w
+    return frames, M, pinned, M_pinned
 
 
 # ---------------------------------------------------------------- layout
@@ -298,6 +336,11 @@ class _Store:
         root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
 
+    def frame(self, f: int) -> np.ndarray:
+        """Finished frame ``f`` as (C, H, W)."""
+        x = np.asarray(self.image[f])
+        return x[None] if self.image.ndim == 3 else x
+
     def carry(self, slot: int, n: int) -> np.ndarray:
         return np.asarray(self.root[CARRY][slot, :n])
 
@@ -337,7 +380,7 @@ def store_is_complete(path) -> bool:
 
 def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
                     out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
-                    window_callback=None, **sample_kwargs):
+                    window_callback=None, edges: str = "extend", **sample_kwargs):
     """Restore a long video with :func:`svimg.sample` window by window (module docstring).
 
     Parameters
@@ -378,11 +421,12 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     The restoration, shape ``op.input_shape(y.shape)``.
     """
     from . import sample
-    from ._common import resolve_device, resolve_prior
+    from ._common import check_choice, resolve_device, resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
     window = check_positive_int(window, "window", minimum=2)
+    check_choice(edges, "edges", EDGE_MODELS)
     psf, spatial = split_temporal(op)
     support = psf.support if psf is not None else 1
     overlap = default_overlap(op, window) if overlap is None else check_positive_int(overlap, "overlap", minimum=0)
@@ -437,8 +481,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             else np.zeros((0, C, H, W), dtype=dtype)
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
-            op_k = _window_op(op, psf, spatial, T, a, b)
-            x_k = sample(read(a, b), op_k, prior, seed=seed, progress=False, **sample_kwargs)
+            y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b, edges if k else "extend",
+                                              lambda f: result[f] if store is None else store.frame(f))
+            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, **sample_kwargs)[own]
             acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
             acc[:len(carry)] += carry
             final_stop = starts[k + 1] if k + 1 < len(starts) else b  # frames no later window touches
@@ -458,13 +503,35 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _window_op(op, psf, spatial, T: int, a: int, b: int) -> LinearOperator:
-    """The operator of frames [a, b): ``op`` itself for a single window, else ``spatial @ WindowRows``."""
-    if psf is None:
-        return spatial
-    if b - a == T:
-        return op
-    rows = WindowRows(window_rows(psf, T, a, b))
+def _window_problem(read, op, psf, spatial, T: int, a: int, b: int, edges: str, finished):
+    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b).
+
+    ``op`` itself for a single window.  "mirror": the rows of [a, b) by
+    :func:`window_rows`.  "extend": the exact rows of [a, b), unknowns reaching
+    past the window (:func:`window_system`).  "pin": the exact rows of
+    [a - c, b), with the frames before a that earlier windows finished
+    (``finished(f)``, a (C, H, W) array) known and moved to the left side:
+    ``y' = y - S M_pinned x_pinned``.
+    """
+    if psf is None or b - a == T:
+        return read(a, b), (op if psf is not None else spatial), list(range(b - a))
+    y = None
+    if edges == "mirror":
+        frames, M = list(range(a, b)), window_rows(psf, T, a, b)
+    elif edges == "extend":
+        frames, M, _, _ = window_system(psf, T, a, b)
+    else:
+        lo = max(0, a - psf.kernel.size // 2)
+        frames, M, pinned, M_pinned = window_system(psf, T, lo, b, known=frozenset(range(a)))
+        y = read(lo, b)
+        if pinned:
+            x_pinned = torch.from_numpy(np.stack([np.asarray(finished(f)) for f in pinned])).to(y.dtype)
+            y = y - _with_spatial(spatial, WindowRows(M_pinned)).forward(x_pinned)
+    op_k = _with_spatial(spatial, WindowRows(M))
+    return (read(a, b) if y is None else y), op_k, [frames.index(f) for f in range(a, b)]
+
+
+def _with_spatial(spatial, rows: WindowRows) -> LinearOperator:
     return rows if isinstance(spatial, Identity) else spatial @ rows
 
 
