@@ -14,22 +14,24 @@ earlier window's weight is one minus that, so where exactly two windows
 overlap the weights sum to one.  The quarter of an overlap next to a window's
 end, where that window knows least, gets no weight from it.
 
-The data term of a window is the global one wherever the global one fits in
-it.  Measurement frame r of the window [a, b) keeps its global row when every
-frame it depends on, after the operator's boundary rule, lies in [a, b)::
+The data term of a window is exact: its measurement frames [a, b) keep their
+global rows, and its unknowns are every frame those rows reach after the
+operator's boundary rule (``support - 1`` more than the window: the frames just
+outside it, and the circular wrap for the first and last windows)::
 
-    y[r] = sum_j k[j] x[bd(r - j + c)]     kept  iff  a <= bd(r - j + c) < b  for every tap j
+    y[r] = sum_j k[j] x[bd(r - j + c)],   a <= r < b,   unknowns {bd(r - j + c)}
 
-The other rows (at most ``support - 1`` near each end) reach frames outside the
-window; they are modelled with the window's own mirror image (the "reflect"
-boundary at a and b: a frame just outside is taken to look like the one just
-inside), keeping their measured y.  Dropping those rows instead would leave
-``support - 1`` directions near each end that no data constrain; the prior
-alone then decides them, and a network prior lets them grow from step to step
-(a box PSF, whose null space in a window does not decay, lost more than 30 dB
-that way).  The frames near a window's ends therefore carry a model error and
-get little weight in the blend, which is why the overlap must be at least the
-PSF support.
+Only the frames [a, b) of a window's result are kept.  The rows do not
+determine the extra unknowns: for a box PSF ``support - 1`` periodic patterns
+per pixel are left to the prior in every window (they do not decay towards the
+window's middle), so with the exact data step (``gamma`` None) the blended video
+then gets ``final_iters`` conjugate-gradient iterations on the WHOLE video's
+``A^T A x = A^T y`` (:mod:`svimg.sampling.global_step`, a block of frames at a
+time), which fixes them from the data of all windows.  With ``gamma`` the
+regularised data step decays away from a window's ends and no final step is run.
+Measured alternatives (docs/long_videos.md): modelling the rows that reach
+outside with the window's mirror image (the model before), and pinning the
+frames the previous window finished.
 
 Every window uses the same seed: with ``noise="batch"`` the initial noise and
 every re-noising draw are one (1, C, H, W) image shared by all frames, so all
@@ -64,6 +66,7 @@ from ..ops.base import Composed, Identity, LinearOperator, Scaled
 from ..ops.spatial import Downsample, GaussianBlur, Mask
 from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
+from .global_step import global_data_step
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
 __all__ = [
@@ -71,7 +74,7 @@ __all__ = [
     "window_starts",
     "default_overlap",
     "blend_weights",
-    "window_rows",
+    "window_system",
     "WindowRows",
     "split_temporal",
     "store_is_complete",
@@ -80,7 +83,7 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW = 16
-EDGE_MODELS = ("pin", "extend", "mirror")
+DEFAULT_FINAL_ITERS = 20
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
@@ -169,55 +172,29 @@ class WindowRows(LinearOperator):
         return f"WindowRows({self.matrix.shape[1]} -> {self.matrix.shape[0]} frames)"
 
 
-def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
-    """The temporal matrix of the window [start, stop) of a T-frame video (module docstring).
+def window_system(psf: TemporalPSF, T: int, start: int, stop: int) -> tuple[list[int], np.ndarray]:
+    """The unknown frames and the exact rows of the measurement frames [start, stop) (module docstring).
 
-    Returns an (n, n) matrix (n = stop - start) over the window's frames: row
-    ``r - start`` is row r of ``psf.matrix(T)`` when all its taps land inside
-    [start, stop) after the boundary rule (taps dropped by the zero boundary
-    are zero globally too), otherwise row ``r - start`` of the window's own
-    matrix with the reflect boundary.
+    Returns ``(frames, M)``: ``frames`` every global frame the rows reach after
+    the boundary rule, in time order from ``start - (support - 1 - c)`` to
+    ``stop + c`` (c = the kernel's centre; circular wraps included, each frame
+    once), and M the (stop - start, len(frames)) block of ``psf.matrix(T)``:
+    ``y[start:stop] = M x[frames]``.
     """
     k, c = psf.kernel, psf.kernel.size // 2
-    n = stop - start
-    M = np.zeros((n, n))
-    for r in range(start, stop):
-        taps = [(_boundary_index(r - j + c, T, psf.boundary), w) for j, w in enumerate(k)]
-        if not all(s is None or start <= s < stop for s, _ in taps):
-            taps = [(start + _boundary_index(r - start - j + c, n, "reflect"), w) for j, w in enumerate(k)]
-        for s, w in taps:
-            if s is not None:
-                M[r - start, s - start] += w
-    return M
-
-
-def window_system(psf: TemporalPSF, T: int, start: int, stop: int, known=frozenset()):
-    """The exact rows of measurement frames [start, stop), split over unknown and known frames (module docstring).
-
-    Returns ``(frames, M, pinned, M_pinned)``: ``frames`` the global frames the
-    rows reach after the boundary rule that are not in ``known``, in time order
-    from ``start - (support - 1 - c)`` to ``stop + c`` (c = the kernel's centre;
-    circular wraps included, each frame once), ``pinned`` those in ``known``, and
-    ``M`` (stop - start, len(frames)), ``M_pinned`` the matching blocks of
-    ``psf.matrix(T)``: ``y[start:stop] = M x[frames] + M_pinned x[pinned]``.
-    """
-    k, c = psf.kernel, psf.kernel.size // 2
-    touched = []
+    frames = []
     for i in range(start - (k.size - 1 - c), stop + c):
         s = _boundary_index(i, T, psf.boundary)
-        if s is not None and s not in touched:
-            touched.append(s)
-    frames = [s for s in touched if s not in known]
-    pinned = [s for s in touched if s in known]
-    blocks = {s: (0, n) for n, s in enumerate(frames)} | {s: (1, n) for n, s in enumerate(pinned)}
-    M, M_pinned = np.zeros((stop - start, len(frames))), np.zeros((stop - start, len(pinned)))
+        if s is not None and s not in frames:
+            frames.append(s)
+    col = {s: n for n, s in enumerate(frames)}
+    M = np.zeros((stop - start, len(frames)))
     for r in range(start, stop):
         for j, w in enumerate(k):
             s = _boundary_index(r - j + c, T, psf.boundary)
             if s is not None:
-                which, n = blocks[s]
-                (M_pinned if which else M)[r - start, n] += w
-    return frames, M, pinned, M_pinned
+                M[r - start, col[s]] += w
+    return frames, M
 
 
 # ---------------------------------------------------------------- layout
@@ -336,6 +313,17 @@ class _Store:
         root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
 
+    def write(self, a: int, frames: np.ndarray):
+        """Frames (n, C, H, W) from ``a`` into the image."""
+        self.image[a:a + len(frames)] = frames[:, 0] if self.image.ndim == 3 else frames
+
+    def finish(self, attrs: dict):
+        """Record the provenance, mark the run complete and drop the carry."""
+        self.record = {**self.record, "complete": True}
+        self.image.attrs.update({PROGRESS_KEY: self.record, **attrs})
+        if CARRY in self.root:
+            del self.root[CARRY]
+
     def frame(self, f: int) -> np.ndarray:
         """Finished frame ``f`` as (C, H, W)."""
         x = np.asarray(self.image[f])
@@ -380,7 +368,8 @@ def store_is_complete(path) -> bool:
 
 def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
                     out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
-                    window_callback=None, edges: str = "extend", **sample_kwargs):
+                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS,
+                    **sample_kwargs):
     """Restore a long video with :func:`svimg.sample` window by window (module docstring).
 
     Parameters
@@ -421,12 +410,12 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     The restoration, shape ``op.input_shape(y.shape)``.
     """
     from . import sample
-    from ._common import check_choice, resolve_device, resolve_prior
+    from ._common import resolve_device, resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
     window = check_positive_int(window, "window", minimum=2)
-    check_choice(edges, "edges", EDGE_MODELS)
+    final_iters = check_positive_int(final_iters, "final_iters", minimum=0)
     psf, spatial = split_temporal(op)
     support = psf.support if psf is not None else 1
     overlap = default_overlap(op, window) if overlap is None else check_positive_int(overlap, "overlap", minimum=0)
@@ -477,12 +466,12 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
 
     with tqdm(total=len(starts), initial=done, desc="svimg windows", unit="window", disable=not progress,
               leave=False) as bar:
-        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) if (store and done) \
-            else np.zeros((0, C, H, W), dtype=dtype)
+        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
+            if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
+        polish = psf is not None and len(starts) > 1 and final_iters > 0 and sample_kwargs.get("gamma") is None
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
-            y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b, edges if k else "extend",
-                                              lambda f: result[f] if store is None else store.frame(f))
+            y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
             x_k = sample(y_k, op_k, prior, seed=seed, progress=False, **sample_kwargs)[own]
             acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
             acc[:len(carry)] += carry
@@ -490,12 +479,24 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             final = (acc[:final_stop - a] / total[a:final_stop, None, None, None]).astype(dtype)
             carry = acc[final_stop - a:].astype(dtype)
             if store is not None:
-                store.commit(k, a, final, k % 2, carry, attrs if k + 1 == len(starts) else None)
+                store.commit(k, a, final, k % 2, carry, attrs if k + 1 == len(starts) and not polish else None)
             else:
                 result[a:final_stop] = final
             bar.update(1)
             if window_callback is not None:
                 window_callback(k, a, b)
+    if polish:
+        def read_y(frames):
+            return torch.cat([read(int(f), int(f) + 1) for f in frames]).to(torch.float64 if dtype == np.float64
+                                                                            else torch.float32)
+
+        run = dict(n_iter=final_iters, block=window)
+        if store is None:
+            global_data_step(psf, spatial, read_y, result, [np.empty_like(result) for _ in range(3)], **run)
+            np.clip(result, 0, 1, out=result)
+        else:
+            _polish_store(store, psf, spatial, read_y, (T, C, H, W), dtype, run)
+            store.finish(attrs)
     if store is not None:
         from .. import io
 
@@ -503,32 +504,28 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _window_problem(read, op, psf, spatial, T: int, a: int, b: int, edges: str, finished):
-    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b).
+def _polish_store(store, psf, spatial, read_y, shape, dtype, run: dict):
+    """:func:`global_data_step` on the store's frames, with x, r, p and H p in temporary .npy memmaps beside it."""
+    import tempfile
 
-    ``op`` itself for a single window.  "mirror": the rows of [a, b) by
-    :func:`window_rows`.  "extend": the exact rows of [a, b), unknowns reaching
-    past the window (:func:`window_system`).  "pin": the exact rows of
-    [a - c, b), with the frames before a that earlier windows finished
-    (``finished(f)``, a (C, H, W) array) known and moved to the left side:
-    ``y' = y - S M_pinned x_pinned``.
-    """
+    T, block = shape[0], run["block"]
+    with tempfile.TemporaryDirectory(dir=store.path.parent, prefix=".svimg-final-") as tmp:
+        x, *scratch = [np.lib.format.open_memmap(f"{tmp}/{n}.npy", mode="w+", dtype=dtype, shape=shape)
+                       for n in ("x", "r", "p", "hp")]
+        for f in range(T):
+            x[f] = store.frame(f)
+        global_data_step(psf, spatial, read_y, x, scratch, **run)
+        for s in range(0, T, block):
+            store.write(s, np.clip(x[s:s + block], 0, 1))
+
+
+def _window_problem(read, op, psf, spatial, T: int, a: int, b: int):
+    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b): ``op`` itself for a
+    single window, else the exact rows of [a, b) over every frame they reach (:func:`window_system`)."""
     if psf is None or b - a == T:
         return read(a, b), (op if psf is not None else spatial), list(range(b - a))
-    y = None
-    if edges == "mirror":
-        frames, M = list(range(a, b)), window_rows(psf, T, a, b)
-    elif edges == "extend":
-        frames, M, _, _ = window_system(psf, T, a, b)
-    else:
-        lo = max(0, a - psf.kernel.size // 2)
-        frames, M, pinned, M_pinned = window_system(psf, T, lo, b, known=frozenset(range(a)))
-        y = read(lo, b)
-        if pinned:
-            x_pinned = torch.from_numpy(np.stack([np.asarray(finished(f)) for f in pinned])).to(y.dtype)
-            y = y - _with_spatial(spatial, WindowRows(M_pinned)).forward(x_pinned)
-    op_k = _with_spatial(spatial, WindowRows(M))
-    return (read(a, b) if y is None else y), op_k, [frames.index(f) for f in range(a, b)]
+    frames, M = window_system(psf, T, a, b)
+    return read(a, b), _with_spatial(spatial, WindowRows(M)), [frames.index(f) for f in range(a, b)]
 
 
 def _with_spatial(spatial, rows: WindowRows) -> LinearOperator:
