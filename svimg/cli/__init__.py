@@ -1,7 +1,9 @@
 """The ``svimg`` command line: ``degrade``, ``restore``, ``evaluate``, ``demo`` (run ``svimg --help``).
 
 Usage errors, and svimg's own ValueError/TypeError, file errors (missing,
-existing, not writable: OSError) and refusals of runs that cannot fit in memory (MemoryError), print ONE line ``svimg: error: ...`` on stderr and exit with status 2.
+existing, not writable: OSError) and refusals of runs that cannot fit in
+memory (MemoryError), print ONE line ``svimg: error: ...`` on stderr and exit
+with status 2.
 Ctrl-C and SIGTERM stop the run with status 130 and leave no partial output
 (every file is written under a temporary name and renamed when complete).
 The operator spec parser is :func:`svimg.cli.opspec.parse_ops`.

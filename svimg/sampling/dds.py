@@ -128,7 +128,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
         The initial noise, (1, C, H, W) (repeated over frames) or (T, C, H, W),
         in place of the seed's first draw; the per-step draws stay those of the seed.
     batch_size : int or None
-        Most frames per prior call; the result equals a single batch up to float rounding.
+        Most frames per prior call; None chooses as many as fit in the free memory from the prior's
+        measured cost per frame (:mod:`svimg.sampling.memory`; ``MemoryError`` when not even the
+        video's volumes fit).  The result equals a single batch up to float rounding.
     device : "auto", None, "cpu", "cuda", "cuda:N"
     progress : bool
         Show a tqdm bar, one tick per prior evaluation.

@@ -11,8 +11,8 @@ Peak memory of :func:`svimg.sample` on a (T, C, H, W) video, in bytes::
 * ``f``: the prior's peak extra memory for ONE frame of H x W, measured by
   timing one prior call on one frame (the probe; it also gives the time).
 
-``batch_size=None`` takes the largest batch with ``peak <= SAFETY * free`` and
-with at most :data:`CPU_PRIOR_BUDGET` bytes of prior activations on the CPU,
+``batch_size=None`` (:class:`AutoBatch`) takes the largest batch with
+``peak <= SAFETY * free`` and with at most :data:`CPU_PRIOR_BUDGET` bytes of prior activations on the CPU,
 where a bigger batch is no faster per frame (docs/long_videos.md) and would only
 take memory from everything else.  ``free`` is the smallest of MemAvailable
 (/proc/meminfo), the address-space limit (RLIMIT_AS) less the process's
@@ -24,7 +24,6 @@ caller takes the windowed path (:func:`window_that_fits`) or refuses.
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import threading
@@ -34,8 +33,8 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["SAMPLER_VOLUMES", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
-           "measure_prior", "measured", "AutoBatch", "sampler_volumes", "choose_batch", "Forecast", "forecast", "forecast_shape",
-           "window_that_fits"]
+           "measure_prior", "measured", "AutoBatch", "sampler_volumes", "choose_batch", "window_that_fits",
+           "Forecast", "forecast", "forecast_shape"]
 
 SAMPLER_VOLUMES = 9
 SAFETY = 0.8

@@ -401,6 +401,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     window_callback : callable(k, start, stop) or None
         Called after window k (frames [start, stop)) is restored and, with
         ``out``, committed to the store; raise from it to stop the run.
+    final_iters : int
+        CG iterations of the final whole-video data step (exact data step,
+        ``gamma`` None, more than one window; 0 skips it).
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).
