@@ -6,7 +6,8 @@ banded (circularly for the circular boundary), so ``(A^T A v)[s:e]`` needs only
 the frames of v its rows touch.  :func:`global_data_step` runs ``n_iter``
 conjugate-gradient iterations on::
 
-    A^T A x = A^T y
+    A^T A x = A^T y                       (gamma None)
+    (I + gamma A^T A) x = x0 + gamma A^T y
 
 from x0 = the blended windows, with x, r, p and H p held in arrays that may
 live on disk (``numpy.memmap``) and only ``block`` frames (plus the band) in
@@ -47,7 +48,7 @@ def _rows_times(matrix: scipy.sparse.csr_matrix, s: int, e: int, read) -> torch.
     return (dense @ v.reshape(len(cols), -1)).reshape(e - s, *v.shape[1:])
 
 
-def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int, block: int = 16,
+def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int, gamma=None, block: int = 16,
                      tol: float = 1e-5) -> None:
     """``n_iter`` CG iterations on the whole video's normal system (module docstring), in place on ``x``.
 
@@ -67,7 +68,8 @@ def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int,
 
     def normal(src, dst):  # dst = H src
         for s, e in spans:
-            dst[s:e] = spatial.normal(_rows_times(N, s, e, lambda f: torch.from_numpy(np.asarray(src[f])))).numpy()
+            h = spatial.normal(_rows_times(N, s, e, lambda f: torch.from_numpy(np.asarray(src[f]))))
+            dst[s:e] = (h if gamma is None else tensor(src, s, e) + gamma * h).numpy()
 
     def dot(a, b) -> float:
         return float(sum(torch.sum(tensor(a, s, e) * tensor(b, s, e), dtype=torch.float64) for s, e in spans))
@@ -75,7 +77,8 @@ def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int,
     normal(x, Hp)
     for s, e in spans:  # r = b - H x, p = r
         aty = _rows_times(MT, s, e, lambda f: spatial.adjoint(read_y(f)))
-        r[s:e] = (aty - tensor(Hp, s, e)).numpy()
+        b = aty if gamma is None else tensor(x, s, e) + gamma * aty
+        r[s:e] = (b - tensor(Hp, s, e)).numpy()
         p[s:e] = r[s:e]
     rs = dot(r, r)
     for _ in range(n_iter):

@@ -24,11 +24,11 @@ outside it, and the circular wrap for the first and last windows)::
 Only the frames [a, b) of a window's result are kept.  The rows do not
 determine the extra unknowns: for a box PSF ``support - 1`` periodic patterns
 per pixel are left to the prior in every window (they do not decay towards the
-window's middle), so with the exact data step (``gamma`` None) the blended video
-then gets ``final_iters`` conjugate-gradient iterations on the WHOLE video's
-``A^T A x = A^T y`` (:mod:`svimg.sampling.global_step`, a block of frames at a
-time), which fixes them from the data of all windows.  With ``gamma`` the
-regularised data step decays away from a window's ends and no final step is run.
+window's middle), so the blended video then gets ``final_iters``
+conjugate-gradient iterations of the data step on the WHOLE video
+(``A^T A x = A^T y``, or ``(I + gamma A^T A) x = x0 + gamma A^T y`` from the
+blend x0; :mod:`svimg.sampling.global_step`, a block of frames at a time),
+which fixes them from the data of all windows.
 Measured alternatives (docs/long_videos.md): modelling the rows that reach
 outside with the window's mirror image (the model before), and pinning the
 frames the previous window finished.
@@ -402,8 +402,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         Called after window k (frames [start, stop)) is restored and, with
         ``out``, committed to the store; raise from it to stop the run.
     final_iters : int
-        CG iterations of the final whole-video data step (exact data step,
-        ``gamma`` None, more than one window; 0 skips it).
+        CG iterations of the final whole-video data step (more than one
+        window; 0 skips it).
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).
@@ -471,7 +471,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
               leave=False) as bar:
         carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
             if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
-        polish = psf is not None and len(starts) > 1 and final_iters > 0 and sample_kwargs.get("gamma") is None
+        polish = psf is not None and len(starts) > 1 and final_iters > 0
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
             y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
@@ -493,7 +493,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             return torch.cat([read(int(f), int(f) + 1) for f in frames]).to(torch.float64 if dtype == np.float64
                                                                             else torch.float32)
 
-        run = dict(n_iter=final_iters, block=window)
+        run = dict(n_iter=final_iters, gamma=sample_kwargs.get("gamma"), block=window)
         if store is None:
             global_data_step(psf, spatial, read_y, result, [np.empty_like(result) for _ in range(3)], **run)
             np.clip(result, 0, 1, out=result)
