@@ -129,3 +129,21 @@ def test_restore_under_an_address_space_limit_needs_the_automatic_batch():
     auto = lines[1].split()
     assert auto[:2] == ["auto:", "ok"] and 1 <= int(auto[2]) < 24, lines
     assert 0.0 <= float(auto[3]) <= float(auto[4]) <= 1.0
+
+
+def test_cli_takes_the_windowed_path_when_one_pass_does_not_fit(tmp_path, capsys, monkeypatch):
+    from svimg import io
+    from svimg.cli import main
+    from svimg.sampling.windows import store_is_complete
+
+    io.save(xr_like(_video(T=40)), tmp_path / "y.zarr")
+    volume = 40 * 3 * 8 * 8 * 4
+    monkeypatch.setattr(memory, "free_memory", lambda device: memory.SAMPLER_VOLUMES * volume / 2)
+    monkeypatch.setattr(memory, "process_memory", lambda device: 0)
+    monkeypatch.setattr(memory, "measure_prior", lambda *a, **k: memory.PriorCost(1000, 0.01))  # a light prior
+    assert main(["restore", str(tmp_path / "y.zarr"), str(tmp_path / "x.zarr"), "--op", "temporal:uniform:3",
+                 "--nfe", "1"]) == 0
+    err = capsys.readouterr().err
+    plan = FORECAST.search(next(line[len("svimg: "):] for line in err.splitlines() if "forecast:" in line))
+    assert plan.group(7).startswith("windows of ") and "one pass does not fit" in err
+    assert store_is_complete(tmp_path / "x.zarr") and io.load(tmp_path / "x.zarr").sizes["t"] == 40
