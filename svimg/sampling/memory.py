@@ -109,22 +109,27 @@ class PriorCost:
 
 
 class _PeakRSS:
-    """Highest resident memory seen while the block runs (a thread polls /proc/self/statm; torch releases the GIL)."""
+    """Highest resident memory seen while the block runs (a thread polls /proc/self/statm; torch releases the GIL).
+
+    Under an address-space limit (RLIMIT_AS) the address space is what runs out, so its growth counts too.
+    """
 
     def __init__(self):
         self.page = os.sysconf("SC_PAGE_SIZE")
+        self.field = (0, 1) if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY else (1,)
 
-    def _rss(self) -> int:
+    def _sizes(self) -> tuple:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
+            values = f.read().split()
+        return tuple(int(values[i]) * self.page for i in self.field)
 
     def _poll(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self.peak = tuple(map(max, self.peak, self._sizes()))
             self._stop.wait(0.001)
 
     def __enter__(self):
-        self.start = self.peak = self._rss()
+        self.start = self.peak = self._sizes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -133,7 +138,11 @@ class _PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = tuple(map(max, self.peak, self._sizes()))
+
+    @property
+    def extra(self) -> int:
+        return max(p - s for p, s in zip(self.peak, self.start))
 
 
 class measured:
@@ -158,7 +167,7 @@ class measured:
             self.extra_bytes = torch.cuda.max_memory_allocated(self.device) - self._before
         else:
             self._rss.__exit__(*exc)
-            self.extra_bytes = self._rss.peak - self._rss.start
+            self.extra_bytes = self._rss.extra
         self.seconds = time.perf_counter() - self._started
 
 
@@ -192,10 +201,13 @@ class AutoBatch:
     def first_frames(frames: int, pixels: int) -> int:
         return max(1, min(frames, FIRST_CHUNK_BYTES // (pixels * FIRST_CHUNK_BYTES_PER_PIXEL)))
 
+    def start(self):
+        """Note the free memory before the first call (memory it frees may stay mapped to the process)."""
+        self.free = free_memory(self.device)
+
     def decide(self, x: torch.Tensor, frames_measured: int, m: measured) -> int:
         """The batch for video ``x`` after the first call measured ``m`` on ``frames_measured`` frames."""
         self.cost = PriorCost(max(1, int(m.extra_bytes) // frames_measured), m.seconds / frames_measured)
-        self.free = free_memory(self.device)
         volume = x.numel() * x.element_size()
         batch = choose_batch(x.shape[0], volume, self.volumes - 2, self.cost, self.free, self.device)
         if batch < 1:

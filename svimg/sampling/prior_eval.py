@@ -96,6 +96,7 @@ class PriorEvaluator:
         from .memory import measured
 
         n = self.auto.first_frames(x.shape[0], x.shape[-2] * x.shape[-1])
+        self.auto.start()
         with measured(x.device) as m:
             head = self._eval(x[:n], t)
         self.batch_size = self.auto.decide(x, n, m)
