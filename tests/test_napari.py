@@ -290,6 +290,21 @@ def test_restore_widget_noise_std_choices(viewer):
 
 
 @needs_display
+def test_restore_widget_shows_the_forecast_of_the_python_api(viewer, qtbot):
+    from svimg.sampling.memory import forecast
+
+    blurred = _add(viewer, svimg.forward_op(_video(True), svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    widget._image.value, widget._nfe.value, widget._device.value = blurred, 4, "cpu"
+    line = widget.forecast()
+    assert widget._forecast.value == line and line.startswith("forecast: ")
+    expected = forecast(layer_to_video(blurred.data, rgb=True), svimg.ops.TemporalPSF(3), "bundled", nfe=4,
+                        device="cpu", auto_window=False)
+    assert line.split(", peak")[0] == expected.line().split(", peak")[0]  # memory and time are measured anew
+
+
+@needs_display
 @pytest.mark.parametrize("rgb", [False, True])
 def test_restore_widget_adds_result_and_previews(viewer, qtbot, rgb):
     clean = _video(rgb)

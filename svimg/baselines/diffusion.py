@@ -159,7 +159,7 @@ def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho
         return x
 
     with torch.no_grad():
-        x = run_dds(run.x_T, eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta, noise=run.noise,
+        x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta, noise=run.noise,
                     progress=progress, callback=callback, desc="svimg.baselines.diffusion_mbir")
     attrs = provenance("baselines.diffusion_mbir", op, eta=eta, rho=rho, lam=lam, admm_iters=admm_iters,
                        cg_iters=cg_iters, **run.provenance_params())

@@ -1,7 +1,9 @@
 """The ``svimg`` command line: ``degrade``, ``restore``, ``evaluate``, ``demo``, ``train-prior`` (``svimg --help``).
 
-Usage errors, and svimg's own ValueError/TypeError and file errors (missing,
-existing, not writable: OSError), print ONE line ``svimg: error: ...`` on stderr and exit with status 2.
+Usage errors, and svimg's own ValueError/TypeError, file errors (missing,
+existing, not writable: OSError) and refusals of runs that cannot fit in
+memory (MemoryError), print ONE line ``svimg: error: ...`` on stderr and exit
+with status 2.
 Ctrl-C and SIGTERM stop the run with status 130 and leave no partial output
 (every file is written under a temporary name and renamed when complete).
 The operator spec parser is :func:`svimg.cli.opspec.parse_ops`.
@@ -14,7 +16,7 @@ import sys
 
 __all__ = ["main"]
 
-_USER_ERRORS = (ValueError, TypeError, OSError)  # OSError: missing/existing/unwritable files, with the path
+_USER_ERRORS = (ValueError, TypeError, OSError, MemoryError)  # OSError: files, with the path; MemoryError: a refusal
 
 
 def _interrupt(signum, frame):

@@ -91,6 +91,19 @@ def _solve(method: str, y, op, args, progress: bool):
     return baselines.admm_tv(y, op, lam=args.tv_lambda, rho=args.tv_rho, device=args.device)
 
 
+def _forecast(y, op, args):
+    """The run's forecast (:func:`svimg.sampling.memory.forecast`); the loaded prior and the batch it chose are
+    kept in ``args`` for the run itself."""
+    from ..sampling._common import resolve_device, resolve_prior
+    from ..sampling.memory import forecast
+
+    args.prior = resolve_prior(args.prior, resolve_device(args.device))
+    plan = forecast(y, op, args.prior, nfe=args.nfe, gamma=args.gamma, batch_size=args.batch_size,
+                    device=args.device, auto_window=args.frames is None)
+    args.batch_size = plan.batch_size if plan.fits else args.batch_size
+    return plan
+
+
 def restore(args, status: Status) -> int:
     from .. import distributed, io
 
@@ -101,13 +114,28 @@ def restore(args, status: Status) -> int:
             nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma, noise_std=args.noise_std,
             noise=args.noise_mode, seed=args.seed, batch_size=args.batch_size, device=args.device)
     (args.input,) = args.input
-    _check_target(args.output, args.overwrite)
+    if not args.dry_run:
+        _check_target(args.output, args.overwrite)
     status(f"reading {args.input}")
-    y = io.load(args.input, frames=args.frames)
+    y = io.load(args.input, frames=args.frames)  # lazy for zarr, TIFF and .npy: only the shape is read here
     specs = args.op or [s for s in str(y.attrs.get(OP_SPEC_ATTR, "")).split(",") if s.strip()]
     if not specs:
         raise ValueError(f"{args.input} records no degradation operator; give it with --op SPEC")
     op = parse_ops(specs)
+    if args.method == "dds":
+        plan = _forecast(y, op, args)
+        if args.dry_run:
+            print(plan.line())
+            return 0
+        status(plan.line())
+        if not plan.fits:
+            raise MemoryError(plan.line())
+        if plan.window is not None:
+            status(f"one pass does not fit: restoring in windows of {plan.window} frames into {args.output}")
+            args.window, args.input = plan.window, [args.input]
+            return restore(args, status)
+    elif args.dry_run:
+        raise ValueError(f"--dry-run forecasts the diffusion sampler only (--method dds), got --method {args.method}")
     status(f"restoring {dict(y.sizes)} degraded by {op!r} with --method {args.method}")
     started = time.perf_counter()
     x = _solve(args.method, y, op, args, progress=not args.quiet)

@@ -138,7 +138,7 @@ def _add_sampler(p, gamma=None):
                    help="image prior: bundled | PATH.pt (from `svimg train-prior`) | adm:PATH | diffusers:PATH")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                   help="most frames per prior evaluation (memory); all at once when omitted")
+                   help="most frames per prior evaluation; when omitted, as many as fit in the free memory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive_int, default=None, metavar="FRAMES",
                    help="restore in overlapping windows of FRAMES frames into a .zarr OUT; an interrupted run "
                         "leaves OUT marked unfinished and rerunning the command resumes it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the forecast line (frames, size, device, batch, peak memory, time) and stop")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="several inputs: Dask scheduler (tcp://host:8786); default a local cluster; sync = one by one")
     p.add_argument("--workers", type=_positive_int, default=2, help="several inputs: workers of the local cluster")

@@ -213,19 +213,22 @@ class RestoreWidget(Container):
         self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
         self._device = ComboBox(choices=devices, value=devices[-1], label="device")
         self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
+        self._forecast_button = PushButton(text="Forecast")
+        self._forecast = _status_label()
         self._run_button = PushButton(text="Restore")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = _status_label()
         super().__init__(
             widgets=[
                 self._image, self.controls, self._prior, self._checkpoint, self._nfe, self._eta, self._cg_iters,
-                self._noise, self._noise_std_mode, self._noise_std, self._seed, self._device, self._preview_every, self._run_button, self._cancel_button,
-                self._status,
+                self._noise, self._noise_std_mode, self._noise_std, self._seed, self._device, self._preview_every,
+                self._forecast_button, self._forecast, self._run_button, self._cancel_button, self._status,
             ]
         )
         self._image.changed.connect(self._preset_operator)
         self._prior.changed.connect(self._prior_kind_changed)
         self._noise_std_mode.changed.connect(self._noise_std_mode_changed)
+        self._forecast_button.clicked.connect(_report(self.forecast))
         self._run_button.clicked.connect(_report(self.run))
         self._cancel_button.clicked.connect(self.cancel)
         self.worker = None
@@ -276,6 +279,18 @@ class RestoreWidget(Container):
             "seed": self._seed.value,
             "device": self._device.value,
         }
+
+    def forecast(self) -> str:
+        """Show and return the forecast line of :func:`svimg.sampling.memory.forecast` for the current settings
+        (times one prior call on one frame)."""
+        from ..sampling.memory import forecast
+
+        p = self.sample_parameters()
+        video = _layer_video(self._image.value, "input")
+        plan = forecast(video, self.controls.operator(), self.prior_spec(), nfe=p["nfe"], device=p["device"],
+                        auto_window=False)
+        self._forecast.value = plan.line()
+        return self._forecast.value
 
     # -- running ------------------------------------------------------------------
     @property

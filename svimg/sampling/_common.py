@@ -15,6 +15,7 @@ from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
 from .._device import resolve_device
 from .._validate import check_callback, check_data_range, check_finite, check_positive_int
+from .memory import SAMPLER_VOLUMES, AutoBatch
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
 from .schedule import DDSSchedule
@@ -130,11 +131,17 @@ class Run:
     batch_size: int | None
     x_T_given: bool
 
+    def take_x_T(self) -> torch.Tensor:
+        """x_T for a loop that overwrites it; the Run lets go of it so its memory is not kept twice."""
+        x_T, self.x_T = self.x_T, None
+        return x_T
+
     def provenance_params(self) -> dict:
         """The shared provenance fields: nfe, noise mode, seed, x_T, batch_size, device, prior name and sha256."""
         return {
             "nfe": self.schedule.nfe, "noise": self.noise.mode, "seed": self.seed,
-            "x_T": "given" if self.x_T_given else None, "batch_size": self.batch_size,
+            "x_T": "given" if self.x_T_given else None, "batch_size": self.evaluator.batch_size,
+            **({"batch_size_choice": self.evaluator.auto.describe()} if self.evaluator.auto else {}),
             "device": str(self.problem.device), **prior_identity(self.prior),
         }
 
@@ -148,7 +155,8 @@ def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, d
     check_callback(callback, "callback(step, t, x0_hat)")
     gen, seed_used = make_generator(seed, generator)
     prior = resolve_prior(prior, problem.device)
-    evaluator = PriorEvaluator(prior, problem.x_shape[1], batch_size)
+    auto = AutoBatch(SAMPLER_VOLUMES + 1, problem.device) if batch_size is None else None
+    evaluator = PriorEvaluator(prior, problem.x_shape[1], batch_size, auto=auto)
     schedule = DDSSchedule(nfe, prior.betas)
     source = NoiseSource(noise, problem.x_shape, gen, problem.dtype, problem.device)
     start = source.initial()  # drawn even when x_T is given, so the per-step draws do not depend on x_T

@@ -42,45 +42,58 @@ DEFAULT_CG_ITERS = 5
 Tensor = torch.Tensor
 
 
-def tweedie(x_t: Tensor, eps: Tensor, a_t: float) -> Tensor:
-    """x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), the denoised estimate (no clipping)."""
+def tweedie(x_t: Tensor, eps: Tensor, a_t: float, *, overwrite: bool = False) -> Tensor:
+    """x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), the denoised estimate (no clipping).
+
+    ``overwrite=True`` computes it in ``x_t``'s memory (same rounding).
+    """
+    if overwrite:
+        return x_t.sub_(math.sqrt(1 - a_t) * eps).div_(math.sqrt(a_t))
     return (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
 
 
 def dds_step(x: Tensor, t: int, t_next: int, *, eps_fn: Callable[[Tensor, int], Tensor],
              data_fn: Callable[[Tensor], Tensor], schedule: DDSSchedule, eta: float,
-             z: Tensor | None) -> tuple[Tensor, Tensor]:
+             z: Tensor | None, overwrite: bool = False) -> tuple[Tensor, Tensor]:
     """One step of Algorithm 1 (module docstring).  Returns (x_next, x0_hat in [0, 1] units).
 
     ``data_fn(x0, t)`` maps the Tweedie estimate in [0, 1] units to its data-consistent
     update; ``z`` is the re-noising draw, unused (and may be None) when t_next <= 0.
+    ``overwrite=True`` lets the step use ``x``'s memory for x0 (one video fewer
+    alive during the data step; same rounding).
     """
     eps = eps_fn(x, t)
-    x0 = tweedie(x, eps, schedule.alpha_bar(t))
-    x0_hat01 = data_fn((x0 + 1) / 2, t)
-    x0_hat = 2 * x0_hat01 - 1
+    x0 = tweedie(x, eps, schedule.alpha_bar(t), overwrite=overwrite)
+    x0_hat01 = data_fn(x0.add_(1).div_(2) if overwrite else (x0 + 1) / 2, t)
+    del x0
+    x0_hat = x0_hat01.mul(2).sub_(1)
     if t_next <= 0:
         return x0_hat, x0_hat01
     sqrt_a_next, c1, c2 = schedule.renoise_coefficients(t_next, eta)
-    return sqrt_a_next * x0_hat + c1 * z + c2 * eps, x0_hat01
+    return x0_hat.mul_(sqrt_a_next).add_(c1 * z).add_(eps.mul_(c2)), x0_hat01
 
 
 def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, noise: NoiseSource,
             progress: bool = False, callback=None, desc: str = "svimg.sample") -> Tensor:
     """The sampling loop from x_T; returns the last x0_hat in [0, 1] units, clamped to [0, 1].
 
+    ``x_T`` is overwritten (the loop works in its memory).  Alive at once during
+    a step: x (reused for x0), eps, the data step's vectors and y; see
+    :data:`svimg.sampling.memory.SAMPLER_VOLUMES`.
     ``callback(step, t, x0_hat)`` (x0_hat in [0, 1] units, a tensor of its own)
     runs after every step; an exception it raises ends the loop and propagates.
     """
-    x = x_T
+    x, x0_hat01 = x_T, None
     with progress_bar(progress, len(schedule), desc) as bar:
         for step, (t, t_next) in enumerate(schedule.pairs()):
             z = noise.step() if t_next > 0 else None
-            x, x0_hat01 = dds_step(x, t, t_next, eps_fn=eps_fn, data_fn=data_fn, schedule=schedule, eta=eta, z=z)
+            x0_hat01 = None  # the previous estimate is not kept through the next step
+            x, x0_hat01 = dds_step(x, t, t_next, eps_fn=eps_fn, data_fn=data_fn, schedule=schedule, eta=eta, z=z,
+                                   overwrite=True)
             bar.update(1)
             if callback is not None:
                 callback(step, t, x0_hat01.clone())
-    return x0_hat01.clamp(0, 1)
+    return x0_hat01.clamp_(0, 1)
 
 
 def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_iters: int = DEFAULT_CG_ITERS,
@@ -131,7 +144,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
         The initial noise, (1, C, H, W) (repeated over frames) or (T, C, H, W),
         in place of the seed's first draw; the per-step draws stay those of the seed.
     batch_size : int or None
-        Most frames per prior call; the result equals a single batch up to float rounding.
+        Most frames per prior call; None chooses as many as fit in the free memory from the prior's
+        measured cost per frame (:mod:`svimg.sampling.memory`; ``MemoryError`` when not even the
+        video's volumes fit).  The result equals a single batch up to float rounding.
     device : "auto", None, "cpu", "cuda", "cuda:N"
     progress : bool
         Show a tqdm bar, one tick per prior evaluation.
@@ -160,7 +175,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
                        solver=solver, final_iters=final_cg_iters, dtype=dtype)
 
     with torch.no_grad():
-        x = run_dds(run.x_T, eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
+        x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
                     noise=run.noise, progress=progress, callback=callback)
     attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
                        noise_std_estimated=estimated, solver=solver, final_cg_iters=final_cg_iters,

@@ -58,12 +58,13 @@ class NoiseSource:
         T = self.shape[0]
         z = torch.randn((1 if shared else T, *self.shape[1:]), generator=self.generator,
                         dtype=self.dtype, device=self.generator.device).to(self.device)
-        return z.repeat(T, 1, 1, 1) if shared else z
+        return z.expand(T, -1, -1, -1) if shared else z
 
     def initial(self) -> torch.Tensor:
-        """x_T: shared over frames for "batch" and "initial"."""
-        return self._draw(self.mode != "independent")
+        """x_T (a tensor of its own): shared over frames for "batch" and "initial"."""
+        return self._draw(self.mode != "independent").contiguous()
 
     def step(self) -> torch.Tensor:
-        """The re-noising draw z of one step: shared over frames only for "batch"."""
+        """The re-noising draw z of one step: shared over frames only for "batch" (then a read-only
+        broadcast view of one frame, which holds no video-sized memory)."""
         return self._draw(self.mode == "batch")

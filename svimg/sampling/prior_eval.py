@@ -48,10 +48,14 @@ class PriorEvaluator:
     channels : int
         C of the data.
     batch_size : int or None
-        Most frames per call to ``prior.eps``; None evaluates all frames at once.
+        Most frames per call to ``prior.eps``; None evaluates all frames at once
+        unless ``auto`` is given.
+    auto : :class:`svimg.sampling.memory.AutoBatch` or None
+        With ``batch_size`` None: the first call measures the prior on its first
+        frames and sets ``batch_size`` to the most frames that fit in memory.
     """
 
-    def __init__(self, prior, channels: int, batch_size: int | None = None):
+    def __init__(self, prior, channels: int, batch_size: int | None = None, auto=None):
         self.prior = check_prior(prior)
         self.prior_channels = int(prior.channels)
         if channels == self.prior_channels:
@@ -64,6 +68,7 @@ class PriorEvaluator:
                 f"only single-channel data can be run through a multi-channel prior (by channel replication)"
             )
         self.batch_size = None if batch_size is None else check_positive_int(batch_size, "batch_size")
+        self.auto = auto if self.batch_size is None else None
 
     def chunks(self, n_frames: int) -> list[slice]:
         """The frame slices evaluated together."""
@@ -76,7 +81,33 @@ class PriorEvaluator:
         ``x`` goes in in the sampler's working dtype (float32/float64); the prior
         chooses its own compute precision (``prior.dtype``, e.g. autocast on CUDA).
         """
-        return torch.cat([self._eval(x[s], t) for s in self.chunks(x.shape[0])])
+        if self.auto is not None and self.batch_size is None:
+            return self._first_call(x, t)
+        chunks = self.chunks(x.shape[0])
+        if len(chunks) == 1 or (torch.is_grad_enabled() and x.requires_grad):
+            return torch.cat([self._eval(x[s], t) for s in chunks])
+        out = torch.empty_like(x)  # filled chunk by chunk: no second video-sized copy
+        for s in chunks:
+            out[s] = self._eval(x[s], t)
+        return out
+
+    def _first_call(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Measure the prior on the first frames, choose ``batch_size`` (``auto``), then do the rest."""
+        from .memory import measured
+
+        n = self.auto.first_frames(x.shape[0], x.shape[-2] * x.shape[-1])
+        self.auto.start()
+        with measured(x.device) as m:
+            head = self._eval(x[:n], t)
+        self.batch_size = self.auto.decide(x, n, m)
+        if n == x.shape[0]:
+            return head
+        out = torch.empty_like(x)
+        out[:n] = head
+        del head
+        for s in self.chunks(x.shape[0] - n):
+            out[n + s.start:n + s.stop] = self._eval(x[n + s.start:n + s.stop], t)
+        return out
 
     def _eval(self, x: torch.Tensor, t: int) -> torch.Tensor:
         inp = x.expand(-1, self.prior_channels, -1, -1) if self.replicate else x

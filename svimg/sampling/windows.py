@@ -14,22 +14,24 @@ earlier window's weight is one minus that, so where exactly two windows
 overlap the weights sum to one.  The quarter of an overlap next to a window's
 end, where that window knows least, gets no weight from it.
 
-The data term of a window is the global one wherever the global one fits in
-it.  Measurement frame r of the window [a, b) keeps its global row when every
-frame it depends on, after the operator's boundary rule, lies in [a, b)::
+The data term of a window is exact: its measurement frames [a, b) keep their
+global rows, and its unknowns are every frame those rows reach after the
+operator's boundary rule (``support - 1`` more than the window: the frames just
+outside it, and the circular wrap for the first and last windows)::
 
-    y[r] = sum_j k[j] x[bd(r - j + c)]     kept  iff  a <= bd(r - j + c) < b  for every tap j
+    y[r] = sum_j k[j] x[bd(r - j + c)],   a <= r < b,   unknowns {bd(r - j + c)}
 
-The other rows (at most ``support - 1`` near each end) reach frames outside the
-window; they are modelled with the window's own mirror image (the "reflect"
-boundary at a and b: a frame just outside is taken to look like the one just
-inside), keeping their measured y.  Dropping those rows instead would leave
-``support - 1`` directions near each end that no data constrain; the prior
-alone then decides them, and a network prior lets them grow from step to step
-(a box PSF, whose null space in a window does not decay, lost more than 30 dB
-that way).  The frames near a window's ends therefore carry a model error and
-get little weight in the blend, which is why the overlap must be at least the
-PSF support.
+Only the frames [a, b) of a window's result are kept.  The rows do not
+determine the extra unknowns: for a box PSF ``support - 1`` periodic patterns
+per pixel are left to the prior in every window (they do not decay towards the
+window's middle), so the blended video then gets ``final_iters``
+conjugate-gradient iterations of the data step on the WHOLE video
+(``A^T A x = A^T y``, or ``(I + gamma A^T A) x = x0 + gamma A^T y`` from the
+blend x0; :mod:`svimg.sampling.global_step`, a block of frames at a time),
+which fixes them from the data of all windows.
+Measured alternatives (docs/long_videos.md): modelling the rows that reach
+outside with the window's mirror image (the model before), and pinning the
+frames the previous window finished.
 
 Every window uses the same seed: with ``noise="batch"`` the initial noise and
 every re-noising draw are one (1, C, H, W) image shared by all frames, so all
@@ -64,6 +66,7 @@ from ..ops.base import Composed, Identity, LinearOperator, Scaled
 from ..ops.spatial import Downsample, GaussianBlur, Mask
 from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
+from .global_step import global_data_step
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
 __all__ = [
@@ -71,7 +74,7 @@ __all__ = [
     "window_starts",
     "default_overlap",
     "blend_weights",
-    "window_rows",
+    "window_system",
     "WindowRows",
     "split_temporal",
     "store_is_complete",
@@ -80,6 +83,7 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW = 16
+DEFAULT_FINAL_ITERS = 20
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
@@ -123,63 +127,74 @@ def split_temporal(op: LinearOperator, name: str = "op") -> tuple[TemporalPSF | 
 
 
 class WindowRows(LinearOperator):
-    """y = M x along t for an explicit square (n, n) matrix M: a window's temporal operator (:func:`window_rows`)."""
+    """y = M x along t for an explicit (n, m) matrix M: a window's temporal operator (:func:`window_system`)."""
 
     def __init__(self, matrix: np.ndarray):
         M = np.array(matrix, dtype=np.float64)
-        if M.ndim != 2 or M.shape[0] != M.shape[1]:
-            raise ValueError(f"matrix must be square, got shape {M.shape}")
+        if M.ndim != 2:
+            raise ValueError(f"matrix must be 2-D, got shape {M.shape}")
         M.setflags(write=False)
         N = M.T @ M
         N.setflags(write=False)
         self.matrix, self._normal = M, N
 
-    def _check(self, x):
-        if x.shape[0] != self.matrix.shape[0]:
-            raise ValueError(f"WindowRows of {self.matrix.shape[0]} frames got {x.shape[0]} frames")
+    def _check(self, x, axis: int):
+        if x.shape[0] != self.matrix.shape[axis]:
+            raise ValueError(f"WindowRows of {self.matrix.shape[axis]} frames got {x.shape[0]} frames")
+
+    def _apply(self, x, M: np.ndarray):
+        if M.shape[0] == M.shape[1]:
+            return _dispatch.time_apply(x, M)
+        out = torch.tensor(M, dtype=x.dtype, device=x.device) @ x.reshape(x.shape[0], -1)
+        return out.reshape(M.shape[0], *x.shape[1:])
 
     def forward(self, x):
-        self._check(x)
-        return _dispatch.time_apply(x, self.matrix)
+        self._check(x, 1)
+        return self._apply(x, self.matrix)
 
     def adjoint(self, y):
-        self._check(y)
-        return _dispatch.time_apply(y, self.matrix.T)
+        self._check(y, 0)
+        return self._apply(y, self.matrix.T)
 
     def normal(self, x):
-        self._check(x)
+        self._check(x, 1)
         return _dispatch.time_apply(x, self._normal)
 
     def output_shape(self, input_shape):
-        self._check(torch.empty(input_shape[0], 0))
-        return tuple(input_shape)
+        self._check(torch.empty(input_shape[0], 0), 1)
+        return (self.matrix.shape[0], *input_shape[1:])
 
-    input_shape = output_shape
+    def input_shape(self, output_shape):
+        self._check(torch.empty(output_shape[0], 0), 0)
+        return (self.matrix.shape[1], *output_shape[1:])
 
     def __repr__(self):
-        return f"WindowRows({self.matrix.shape[0]} frames)"
+        return f"WindowRows({self.matrix.shape[1]} -> {self.matrix.shape[0]} frames)"
 
 
-def window_rows(psf: TemporalPSF, T: int, start: int, stop: int) -> np.ndarray:
-    """The temporal matrix of the window [start, stop) of a T-frame video (module docstring).
+def window_system(psf: TemporalPSF, T: int, start: int, stop: int) -> tuple[list[int], np.ndarray]:
+    """The unknown frames and the exact rows of the measurement frames [start, stop) (module docstring).
 
-    Returns an (n, n) matrix (n = stop - start) over the window's frames: row
-    ``r - start`` is row r of ``psf.matrix(T)`` when all its taps land inside
-    [start, stop) after the boundary rule (taps dropped by the zero boundary
-    are zero globally too), otherwise row ``r - start`` of the window's own
-    matrix with the reflect boundary.
+    Returns ``(frames, M)``: ``frames`` every global frame the rows reach after
+    the boundary rule, in time order from ``start - (support - 1 - c)`` to
+    ``stop + c`` (c = the kernel's centre; circular wraps included, each frame
+    once), and M the (stop - start, len(frames)) block of ``psf.matrix(T)``:
+    ``y[start:stop] = M x[frames]``.
     """
     k, c = psf.kernel, psf.kernel.size // 2
-    n = stop - start
-    M = np.zeros((n, n))
+    frames = []
+    for i in range(start - (k.size - 1 - c), stop + c):
+        s = _boundary_index(i, T, psf.boundary)
+        if s is not None and s not in frames:
+            frames.append(s)
+    col = {s: n for n, s in enumerate(frames)}
+    M = np.zeros((stop - start, len(frames)))
     for r in range(start, stop):
-        taps = [(_boundary_index(r - j + c, T, psf.boundary), w) for j, w in enumerate(k)]
-        if not all(s is None or start <= s < stop for s, _ in taps):
-            taps = [(start + _boundary_index(r - start - j + c, n, "reflect"), w) for j, w in enumerate(k)]
-        for s, w in taps:
+        for j, w in enumerate(k):
+            s = _boundary_index(r - j + c, T, psf.boundary)
             if s is not None:
-                M[r - start, s - start] += w
-    return M
+                M[r - start, col[s]] += w
+    return frames, M
 
 
 # ---------------------------------------------------------------- layout
@@ -298,6 +313,22 @@ class _Store:
         root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
 
+    def write(self, a: int, frames: np.ndarray):
+        """Frames (n, C, H, W) from ``a`` into the image."""
+        self.image[a:a + len(frames)] = frames[:, 0] if self.image.ndim == 3 else frames
+
+    def finish(self, attrs: dict):
+        """Record the provenance, mark the run complete and drop the carry."""
+        self.record = {**self.record, "complete": True}
+        self.image.attrs.update({PROGRESS_KEY: self.record, **attrs})
+        if CARRY in self.root:
+            del self.root[CARRY]
+
+    def frame(self, f: int) -> np.ndarray:
+        """Finished frame ``f`` as (C, H, W)."""
+        x = np.asarray(self.image[f])
+        return x[None] if self.image.ndim == 3 else x
+
     def carry(self, slot: int, n: int) -> np.ndarray:
         return np.asarray(self.root[CARRY][slot, :n])
 
@@ -337,7 +368,8 @@ def store_is_complete(path) -> bool:
 
 def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
                     out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
-                    window_callback=None, **sample_kwargs):
+                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS,
+                    **sample_kwargs):
     """Restore a long video with :func:`svimg.sample` window by window (module docstring).
 
     Parameters
@@ -369,6 +401,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     window_callback : callable(k, start, stop) or None
         Called after window k (frames [start, stop)) is restored and, with
         ``out``, committed to the store; raise from it to stop the run.
+    final_iters : int
+        CG iterations of the final whole-video data step (more than one
+        window; 0 skips it).
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).
@@ -384,6 +419,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
     window = check_positive_int(window, "window", minimum=2)
+    final_iters = check_positive_int(final_iters, "final_iters", minimum=0)
     psf, spatial = split_temporal(op)
     support = psf.support if psf is not None else 1
     overlap = default_overlap(op, window) if overlap is None else check_positive_int(overlap, "overlap", minimum=0)
@@ -435,24 +471,37 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
 
     with tqdm(total=len(starts), initial=done, desc="svimg windows", unit="window", disable=not progress,
               leave=False) as bar:
-        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) if (store and done) \
-            else np.zeros((0, C, H, W), dtype=dtype)
+        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
+            if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
+        polish = psf is not None and len(starts) > 1 and final_iters > 0
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
-            op_k = _window_op(op, psf, spatial, T, a, b)
-            x_k = sample(read(a, b), op_k, prior, seed=seed, progress=False, **sample_kwargs)
+            y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
+            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, **sample_kwargs)[own]
             acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
             acc[:len(carry)] += carry
             final_stop = starts[k + 1] if k + 1 < len(starts) else b  # frames no later window touches
             final = (acc[:final_stop - a] / total[a:final_stop, None, None, None]).astype(dtype)
             carry = acc[final_stop - a:].astype(dtype)
             if store is not None:
-                store.commit(k, a, final, k % 2, carry, attrs if k + 1 == len(starts) else None)
+                store.commit(k, a, final, k % 2, carry, attrs if k + 1 == len(starts) and not polish else None)
             else:
                 result[a:final_stop] = final
             bar.update(1)
             if window_callback is not None:
                 window_callback(k, a, b)
+    if polish:
+        def read_y(frames):
+            return torch.cat([read(int(f), int(f) + 1) for f in frames]).to(torch.float64 if dtype == np.float64
+                                                                            else torch.float32)
+
+        run = dict(n_iter=final_iters, gamma=sample_kwargs.get("gamma"), block=window)
+        if store is None:
+            global_data_step(psf, spatial, read_y, result, [np.empty_like(result) for _ in range(3)], **run)
+            np.clip(result, 0, 1, out=result)
+        else:
+            _polish_store(store, psf, spatial, read_y, (T, C, H, W), dtype, run)
+            store.finish(attrs)
     if store is not None:
         from .. import io
 
@@ -460,13 +509,31 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _window_op(op, psf, spatial, T: int, a: int, b: int) -> LinearOperator:
-    """The operator of frames [a, b): ``op`` itself for a single window, else ``spatial @ WindowRows``."""
-    if psf is None:
-        return spatial
-    if b - a == T:
-        return op
-    rows = WindowRows(window_rows(psf, T, a, b))
+def _polish_store(store, psf, spatial, read_y, shape, dtype, run: dict):
+    """:func:`global_data_step` on the store's frames, with x, r, p and H p in temporary .npy memmaps beside it."""
+    import tempfile
+
+    T, block = shape[0], run["block"]
+    with tempfile.TemporaryDirectory(dir=store.path.parent, prefix=".svimg-final-") as tmp:
+        x, *scratch = [np.lib.format.open_memmap(f"{tmp}/{n}.npy", mode="w+", dtype=dtype, shape=shape)
+                       for n in ("x", "r", "p", "hp")]
+        for f in range(T):
+            x[f] = store.frame(f)
+        global_data_step(psf, spatial, read_y, x, scratch, **run)
+        for s in range(0, T, block):
+            store.write(s, np.clip(x[s:s + block], 0, 1))
+
+
+def _window_problem(read, op, psf, spatial, T: int, a: int, b: int):
+    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b): ``op`` itself for a
+    single window, else the exact rows of [a, b) over every frame they reach (:func:`window_system`)."""
+    if psf is None or b - a == T:
+        return read(a, b), (op if psf is not None else spatial), list(range(b - a))
+    frames, M = window_system(psf, T, a, b)
+    return read(a, b), _with_spatial(spatial, WindowRows(M)), [frames.index(f) for f in range(a, b)]
+
+
+def _with_spatial(spatial, rows: WindowRows) -> LinearOperator:
     return rows if isinstance(spatial, Identity) else spatial @ rows
 
 

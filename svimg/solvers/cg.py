@@ -27,9 +27,15 @@ from ..ops.temporal import TemporalPSF
 __all__ = ["conjugate_gradient", "normal_system"]
 
 
+_DOT_BLOCK = 1 << 24  # elements per block of _dot (64 MB in float32, above malloc's mmap threshold, so freed at once)
+
+
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """<a, b> summed over all elements, accumulated in float64."""
-    return torch.sum(a * b, dtype=torch.float64)
+    """<a, b> summed over all elements, accumulated in float64, a block of frames at a time."""
+    if a.ndim == 0 or a.numel() <= _DOT_BLOCK:
+        return torch.sum(a * b, dtype=torch.float64)
+    step = max(1, _DOT_BLOCK * a.shape[0] // a.numel())
+    return sum(torch.sum(a[i:i + step] * b[i:i + step], dtype=torch.float64) for i in range(0, a.shape[0], step))
 
 
 class _NormalSystem:
@@ -86,10 +92,11 @@ class _TorchCG:
         if curvature <= 0:
             return float(curvature), float(self.rs)
         alpha = (self.rs / curvature).to(self.x.dtype)
-        self.x.add_(alpha * self.p)
-        self.r.sub_(alpha * Hp)
+        self.r.sub_(Hp.mul_(alpha))
+        del Hp  # freed before the next temporary: x, r, p and one more are alive at a time
+        self.x.add_(self.p * alpha)
         rs_new = _dot(self.r, self.r)
-        self.p = self.r + (rs_new / self.rs).to(self.x.dtype) * self.p
+        self.p.mul_((rs_new / self.rs).to(self.x.dtype)).add_(self.r)  # in place: same rounding as r + beta p
         self.rs = rs_new
         return float(curvature), float(rs_new)
 
