@@ -137,3 +137,26 @@ def test_restore_under_an_address_space_limit_needs_the_automatic_batch():
     assert out["one"][:3] == ["one", "batch:", "failed"], out
     assert out["auto"][:2] == ["auto:", "ok"] and 1 <= int(out["auto"][2]) < 48, out
     assert 0.0 <= float(out["auto"][3]) <= float(out["auto"][4]) <= 1.0
+
+
+def test_working_set_takes_float64_data_steps_only_where_they_fit(monkeypatch):
+    volume = 16 * 3 * 64 * 64 * 4
+    assert memory.sampler_volumes(False) == memory.SAMPLER_VOLUMES
+    assert memory.sampler_volumes(False, 2) == 18 and memory.sampler_volumes(True, 2) == 20
+    monkeypatch.setattr(memory, "free_memory", lambda device: 18 * volume / memory.F64_SHARE)
+    assert memory.working_set("cpu", torch.float32, volume, False) == (torch.float64, 18)
+    assert memory.working_set("cpu", torch.float32, volume, True) == (torch.float32, memory.SAMPLER_VOLUMES + 1)
+    assert memory.working_set("cpu", torch.float64, volume, False) == (torch.float64, memory.SAMPLER_VOLUMES)
+
+
+def test_sample_keeps_float32_data_steps_when_float64_would_not_fit(monkeypatch):
+    xr = pytest.importorskip("xarray")
+    op = TemporalPSF(3)
+    y = xr.DataArray(svimg.forward_op(torch.rand(4, 3, 8, 8), op).numpy(), dims=("t", "c", "y", "x"))
+    volume = y.size * 4
+    runs = {}
+    for label, free in (("roomy", 18 * volume / memory.F64_SHARE), ("tight", 17 * volume / memory.F64_SHARE)):
+        monkeypatch.setattr(memory, "free_memory", lambda device, free=free: free)
+        x = svimg.sample(y, op, GaussianPrior(), nfe=3, batch_size=4, seed=0, progress=False)
+        runs[label] = json.loads(x.attrs["svimg_parameters"])["data_dtype"]
+    assert runs == {"roomy": "float64", "tight": "float32"}

@@ -15,7 +15,7 @@ from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
 from .._device import resolve_device
 from .._validate import check_callback, check_data_range, check_finite, check_positive_int
-from .memory import SAMPLER_VOLUMES, AutoBatch
+from .memory import AutoBatch, working_set
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
 from .schedule import DDSSchedule
@@ -130,6 +130,7 @@ class Run:
     seed: object
     batch_size: int | None
     x_T_given: bool
+    data_dtype: torch.dtype
 
     def take_x_T(self) -> torch.Tensor:
         """x_T for a loop that overwrites it; the Run lets go of it so its memory is not kept twice."""
@@ -146,8 +147,12 @@ class Run:
         }
 
 
-def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, device, progress, callback) -> Run:
-    """Validate the arguments shared by the diffusion samplers and set up a :class:`Run`."""
+def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, device, progress, callback,
+                weighted: bool = False) -> Run:
+    """Validate the arguments shared by the diffusion samplers and set up a :class:`Run`.
+
+    ``weighted``: the data step is the regularised form (gamma or noise_std), for the memory count.
+    """
     problem = prepare_problem(y, op, device)
     nfe = check_positive_int(nfe, "nfe")
     check_choice(noise, "noise", NOISE_MODES)
@@ -155,11 +160,13 @@ def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, d
     check_callback(callback, "callback(step, t, x0_hat)")
     gen, seed_used = make_generator(seed, generator)
     prior = resolve_prior(prior, problem.device)
-    auto = AutoBatch(SAMPLER_VOLUMES + 1, problem.device) if batch_size is None else None
+    volume = int(np.prod(problem.x_shape)) * problem.y.element_size()
+    data_dtype, volumes = working_set(problem.device, problem.dtype, volume, weighted)
+    auto = AutoBatch(volumes + 1, problem.device) if batch_size is None else None
     evaluator = PriorEvaluator(prior, problem.x_shape[1], batch_size, auto=auto)
     schedule = DDSSchedule(nfe, prior.betas)
     source = NoiseSource(noise, problem.x_shape, gen, problem.dtype, problem.device)
     start = source.initial()  # drawn even when x_T is given, so the per-step draws do not depend on x_T
     if x_T is not None:
         start = initial_noise(x_T, problem)
-    return Run(problem, prior, evaluator, schedule, source, start, seed_used, batch_size, x_T is not None)
+    return Run(problem, prior, evaluator, schedule, source, start, seed_used, batch_size, x_T is not None, data_dtype)

@@ -27,7 +27,7 @@ import torch
 from ..solvers.cg import conjugate_gradient, normal_system
 from .noise_level import map_weight
 
-__all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_dtype", "data_step",
+__all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_step",
            "steepest_descent"]
 
 SOLVERS = ("cg", "gd")
@@ -82,11 +82,6 @@ def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float |
     if n_iter == 0:
         return x0.clone()
     return _solve(op, y, x0, n_iter, gamma, solver, tol)[0]
-
-
-def data_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
-    """float64 on the CPU; on CUDA the input's ``dtype`` (float64 inner products either way)."""
-    return torch.float64 if device.type == "cpu" else dtype
 
 
 class DataStep:

@@ -29,7 +29,7 @@ import torch
 from .._provenance import provenance
 from .._validate import check_gamma, check_positive_int, check_unit_interval
 from ._common import check_choice, prepare_run, progress_bar
-from .data_step import DEFAULT_FINAL_CG_ITERS, SOLVERS, DataStep, data_dtype
+from .data_step import DEFAULT_FINAL_CG_ITERS, SOLVERS, DataStep
 from .noise_level import check_noise_std, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
@@ -159,7 +159,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
     The restoration in [0, 1], same type as ``y`` (xarray gains provenance attrs
     recording every parameter, the noise level used and whether it was
     estimated, the last data step's relative residual, the seed and the prior's
-    name and sha256).  Data steps run in float64 on the CPU, in y's dtype on CUDA.
+    name and sha256).  Data steps run in float64 on the CPU (in y's dtype, with float64 inner
+    products, when the float64 working set would take more than a quarter of the free memory:
+    :func:`svimg.sampling.memory.working_set`), in y's dtype on CUDA.
     """
     eta = check_unit_interval(eta, "eta")
     cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
@@ -168,9 +170,10 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_i
     check_choice(solver, "solver", SOLVERS)
     final_cg_iters = check_positive_int(final_cg_iters, "final_cg_iters", minimum=0)
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
-                      batch_size=batch_size, device=device, progress=progress, callback=callback)
+                      batch_size=batch_size, device=device, progress=progress, callback=callback,
+                      weighted=gamma is not None or noise_std is not None)
     sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
-    dtype = data_dtype(run.problem.device, run.problem.dtype)
+    dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
                        solver=solver, final_iters=final_cg_iters, dtype=dtype)
 

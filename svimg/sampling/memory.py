@@ -7,7 +7,11 @@ Peak memory of :func:`svimg.sample` on a (T, C, H, W) video, in bytes::
 * ``now``: the process's memory before the run (it already holds y);
 * ``volumes`` = :data:`SAMPLER_VOLUMES` (+1 with ``gamma``): the video-sized
   tensors alive at once during a step: the measurement y, x (reused for x0),
-  eps, A^T y, CG's x, r, p and H p, and up to half a video of temporaries;
+  eps, A^T y, CG's x, r, p and H p, and up to half a video of temporaries.
+  Data steps run in float64 on the CPU when that working set (twice the data
+  step's volumes, plus float64 copies of y and x0: 18 volumes for float32 input)
+  takes at most :data:`F64_SHARE` of the free memory, else in the input's dtype
+  with float64 inner products (:func:`working_set`);
 * ``f``: the prior's peak extra memory for ONE frame of H x W, measured by
   timing one prior call on one frame (the probe; it also gives the time).
 
@@ -32,20 +36,46 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SAMPLER_VOLUMES", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
+__all__ = ["SAMPLER_VOLUMES", "F64_SHARE", "data_dtype", "working_set", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
            "measure_prior", "measured", "AutoBatch", "sampler_volumes", "choose_batch", "window_that_fits",
            "Forecast", "forecast", "forecast_shape"]
 
 SAMPLER_VOLUMES = 9
+F64_SHARE = 0.25
 SAFETY = 0.8
 CPU_PRIOR_BUDGET = 1 << 29
 FIRST_CHUNK_BYTES = 1 << 28
 FIRST_CHUNK_BYTES_PER_PIXEL = 2048
 
 
-def sampler_volumes(gamma) -> int:
-    """Video-sized tensors alive at once in :func:`svimg.sample` (module docstring); ``gamma`` adds b = x0 + gamma A^T y."""
-    return SAMPLER_VOLUMES + (gamma is not None)
+def sampler_volumes(weighted, ratio: int = 1) -> int:
+    """Video-sized tensors alive at once in :func:`svimg.sample`, in units of the input's volume (module docstring).
+
+    ``weighted`` (a ``gamma`` or ``noise_std`` data step) adds b = x0 + w A^T y.  ``ratio``: the data
+    step's item size over the input's (2 for float64 data steps on float32 input); the data step's
+    five volumes (A^T y, CG's x, r, p, H p) then weigh ``ratio`` each, and its copies of y and x0 join them.
+    """
+    data = 5 + bool(weighted) + (2 if ratio != 1 else 0)
+    return SAMPLER_VOLUMES - 5 + ratio * data
+
+
+def data_dtype(device, dtype: torch.dtype, volume: int | None = None, free: int | None = None,
+               weighted: bool = False) -> torch.dtype:
+    """The data step's dtype: float64 on the CPU when its working set fits in :data:`F64_SHARE` of ``free``
+    memory (always when ``volume`` is None), else ``dtype`` (float64 inner products either way, as on CUDA)."""
+    if torch.device(device).type != "cpu" or dtype == torch.float64:
+        return dtype
+    if volume is None:
+        return torch.float64
+    ratio = 8 // torch.empty((), dtype=dtype).element_size()
+    return torch.float64 if sampler_volumes(weighted, ratio) * volume <= F64_SHARE * free else dtype
+
+
+def working_set(device, dtype: torch.dtype, volume: int, weighted: bool) -> tuple[torch.dtype, int]:
+    """(data-step dtype, working volumes) for a video of ``volume`` bytes in ``dtype`` on ``device``."""
+    data = data_dtype(device, dtype, volume, free_memory(device), weighted)
+    ratio = torch.empty((), dtype=data).element_size() // torch.empty((), dtype=dtype).element_size()
+    return data, sampler_volumes(weighted, ratio)
 
 
 def _meminfo_available() -> int | None:
@@ -298,7 +328,7 @@ def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device,
     T, C, H, W = (int(s) for s in x_shape)
     device = torch.device(device)
     frame_bytes = C * H * W * torch.empty((), dtype=dtype).element_size()
-    volumes = sampler_volumes(gamma)
+    _, volumes = working_set(device, dtype, T * frame_bytes, gamma is not None)
     cost = cost or measure_prior(evaluator, (C, H, W), t_first, dtype, device)
     free = free_memory(device)
     now = 0 if device.type == "cuda" else process_memory(device)
