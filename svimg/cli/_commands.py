@@ -213,6 +213,8 @@ def demo(args, status: Status) -> int:
     truth = data.clip(args.clip, frames=args.frames, start=args.start, size=args.size)
     y = _measure(truth, op, specs, args.noise, args.seed, clip=args.clip, start=args.start)
     status(f"degraded with {op!r}" + (f" + noise {args.noise:g}" if args.noise else "") + f" -> {dict(y.sizes)}")
+    if args.noise_std is None and args.gamma is None and args.noise:
+        args.noise_std = "auto"  # the demo's default: the noise level estimated from y
 
     timings = {}
     started = time.perf_counter()
@@ -239,7 +241,8 @@ def demo(args, status: Status) -> int:
     movie = side_by_side(shown)
     summary = {"clip": args.clip, "frames": args.frames, "start": args.start, "size": args.size,
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
-               "gamma": args.gamma, "noise_mode": args.noise_mode, "prior": args.prior, "seed": args.seed,
+               "gamma": args.gamma, "noise_std": args.noise_std, "noise_mode": args.noise_mode, "prior": args.prior,
+               "seed": args.seed,
                "seconds": timings,
                "metrics": {k: {m: v for m, v in r.items() if not m.endswith("_per_frame")} for k, r in results.items()}}
 

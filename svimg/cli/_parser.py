@@ -7,13 +7,13 @@ import sys
 
 from .opspec import GRAMMAR
 
-__all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE", "DEMO_GAMMA"]
+__all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE"]
 
-# The demo's measurement when --op / --noise / --gamma are not given: the paper's hardest temporal PSF plus
-# measurement noise, the regime where CG alone amplifies noise and the prior matters.
+# The demo's measurement when --op / --noise are not given: the paper's hardest temporal PSF plus
+# measurement noise, the regime where CG alone amplifies noise and the prior matters.  The demo restores
+# it with --noise-std auto unless --gamma or --noise-std is given.
 DEMO_OPS = ("temporal:uniform:13",)
 DEMO_NOISE = 0.02
-DEMO_GAMMA = 1.0
 
 OP_HELP = f"""\
 operator specs (--op, repeatable, applied in the order given, temporal first as in the paper):
@@ -121,16 +121,19 @@ def _noise_std(text: str):
     return "auto" if text.lower() == "auto" else _nonneg_float(text)
 
 
-def _add_sampler(p, gamma=None):
-    p.add_argument("--nfe", type=_positive_int, default=20, help="prior evaluations (diffusion steps)")
-    p.add_argument("--eta", type=_nonneg_float, default=0.15, help="share of fresh noise when re-noising, in [0, 1]")
-    p.add_argument("--cg-iters", type=int, default=5, metavar="N", help="CG iterations per diffusion step")
-    p.add_argument("--gamma", type=_gamma, default=gamma, metavar="G",
+def _add_sampler(p, noise_std_help=""):
+    from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE
+
+    p.add_argument("--nfe", type=_positive_int, default=DEFAULT_NFE, help="prior evaluations (diffusion steps)")
+    p.add_argument("--eta", type=_nonneg_float, default=DEFAULT_ETA, help="share of fresh noise when re-noising, in [0, 1]")
+    p.add_argument("--cg-iters", type=int, default=DEFAULT_CG_ITERS, metavar="N", help="CG iterations per diffusion step")
+    p.add_argument("--gamma", type=_gamma, default=None, metavar="G",
                    help="data weight of the regularised step (I + G A^T A) x = x0 + G A^T y, for noisy data; "
-                        "none solves A^T A x = A^T y" + ("" if gamma is not None else " (default: none)"))
+                        "none solves A^T A x = A^T y (default: none)")
     p.add_argument("--noise-std", type=_noise_std, default=None, metavar="S|auto",
                    help="the measurement's Gaussian noise std in [0, 1] units, or auto to estimate it; each data "
-                        "step then solves its MAP problem with a weight from the schedule (not with --gamma)")
+                        "step then solves its MAP problem with a weight from the schedule (not with --gamma)"
+                        + noise_std_help)
     p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
                    help="which noise draws are shared by all frames (batch = the method)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")
@@ -215,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standard deviation of additive Gaussian measurement noise")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo files in DIR")
     _add_op(p, " ".join(DEMO_OPS))
-    _add_sampler(p, gamma=DEMO_GAMMA)
+    _add_sampler(p, noise_std_help=" (demo default: auto when --noise > 0 and no --gamma)")
     _add_train_prior(sub)
     return parser
 

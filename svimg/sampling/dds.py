@@ -34,9 +34,10 @@ from .noise_level import check_noise_std, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
 
-__all__ = ["sample", "dds_step", "run_dds", "tweedie", "DEFAULT_NFE", "DEFAULT_CG_ITERS"]
+__all__ = ["sample", "dds_step", "run_dds", "tweedie", "DEFAULT_NFE", "DEFAULT_ETA", "DEFAULT_CG_ITERS"]
 
 DEFAULT_NFE = 20
+DEFAULT_ETA = 0.15
 DEFAULT_CG_ITERS = 5
 
 Tensor = torch.Tensor
@@ -96,7 +97,7 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
     return x0_hat01.clamp_(0, 1)
 
 
-def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = 0.15, cg_iters: int = DEFAULT_CG_ITERS,
+def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ETA, cg_iters: int = DEFAULT_CG_ITERS,
            gamma: float | None = None, noise_std=None, noise: str = "batch", solver: str = "cg",
            final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, seed: int | None = None,
            generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None, device=None,
