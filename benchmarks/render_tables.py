@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("machine", "kernels", "api", "blur", "share", "cgf64", "cg", "sampler", "quality")
+SECTIONS = ("machine", "kernels", "api", "blur", "share", "cgf64", "cg", "sampler", "quality", "priors")
 QUALITY_TABLES = {
     "temporal": "Table 1 — temporal PSF, circular boundary, no noise",
     "spatio-temporal": "Table 2 — uniform 7 (circular) followed by a spatial degradation, no noise",
@@ -50,6 +50,10 @@ def load_benchmarks(results: Path) -> tuple[list[dict], list[dict]]:
             if previous is None or previous["_run"]["datetime"] <= run["datetime"]:
                 latest[key] = {**bench, "_run": run}
     return list(latest.values()), runs
+
+
+def _optional_csv(path: Path) -> list[dict]:
+    return read_csv(path) if path.exists() else []
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -367,6 +371,20 @@ def tuning_markdown(tuning: dict) -> str:
             + table(["method", "tuned on → applied to", "parameter", "grid", "chosen"], rows))
 
 
+def priors_markdown(old: list[dict], new: list[dict]) -> str:
+    """Ours with the previous bundled prior (``results/prior_old/``) against ours with the current one, per task."""
+    if not old or not new:
+        return "_No prior comparison yet._"
+    mean_new = {r["task"]: float(r["psnr"]) for r in new if r["method"] == "ours"}
+    rows = []
+    for r in old:
+        if r["method"] != "ours" or r["task"] not in mean_new:
+            continue
+        before, after = float(r["psnr"]), mean_new[r["task"]]
+        rows.append([r["task"], fmt_float(before, 2), fmt_float(after, 2), f"{after - before:+.2f}"])
+    return table(["task", "previous prior", "current prior", "change (dB)"], rows)
+
+
 # ----------------------------------------------------------------------------- README
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -398,6 +416,8 @@ def render(results: Path, readme: Path) -> dict:
         "cg": cg_section(benches),
         "sampler": sampler_section(benches),
         "quality": quality,
+        "priors": priors_markdown(_optional_csv(results / "prior_old" / "quality_summary.csv"),
+                                  _optional_csv(summary_path)),
     }
     text = readme.read_text()
     for name in SECTIONS:

@@ -276,9 +276,10 @@ def _psnr(a, b):
 def test_windowed_box_psf_within_1_db_of_single_pass(width, tmp_path):
     """Box PSFs (exact data step): windows of 16 with the final whole-video step vs one pass, analytic prior.
 
-    Measured on this video (48 frames, 16x16, nfe 10): width 7 single 40.19, windowed 45.92 dB; width 13
-    single 43.58, windowed 43.55 dB (the final step adds 20 exact CG iterations, which can beat the single
-    pass; docs/long_videos.md).  The store path (final step on memmaps) gives the in-memory result.
+    Both end on the exact noise-free data step (CG in float64 to a relative residual of 1e-6), so on this
+    invertible circular problem both land at float32 output precision: measured (48 frames, 16x16, nfe 10)
+    width 7 single and windowed 130.5 dB, width 13 both 125.4 dB.  Within 1 dB, or both past 80 dB.  The
+    store path (final step on memmaps) gives the in-memory result.
     """
     x = _video(48, size=16)
     op = TemporalPSF(width)
@@ -286,7 +287,7 @@ def test_windowed_box_psf_within_1_db_of_single_pass(width, tmp_path):
     kw = dict(nfe=10, seed=0, progress=False)
     single = svimg.sample(y, op, GaussianPrior(), **kw)
     windowed = sample_windowed(y, op, GaussianPrior(), window=16, **kw)
-    assert _psnr(windowed, x) > _psnr(single, x) - 1.0
+    assert _psnr(windowed, x) > min(_psnr(single, x), 80.0) - 1.0
     stored = sample_windowed(y, op, GaussianPrior(), window=16, out=tmp_path / "x.zarr", **kw)
     np.testing.assert_allclose(np.asarray(stored), windowed, atol=1e-6)
     assert store_is_complete(tmp_path / "x.zarr") and not list(tmp_path.glob(".svimg-final-*"))

@@ -49,8 +49,10 @@ def _rows_times(matrix: scipy.sparse.csr_matrix, s: int, e: int, read) -> torch.
 
 
 def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int, gamma=None, block: int = 16,
-                     tol: float = 1e-5) -> None:
-    """``n_iter`` CG iterations on the whole video's normal system (module docstring), in place on ``x``.
+                     tol: float = 1e-5, rtol: float = 0.0) -> None:
+    """At most ``n_iter`` CG iterations on the whole video's normal system (module docstring), in place on ``x``.
+
+    Stops once ||r|| < max(tol, rtol ||r_0||).
 
     ``x``: (T, C, H, W) float array (in memory or a memmap), the start and the
     result; ``scratch``: three more arrays like x (r, p, H p); ``read_y(frames)``
@@ -81,8 +83,9 @@ def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int,
         r[s:e] = (b - tensor(Hp, s, e)).numpy()
         p[s:e] = r[s:e]
     rs = dot(r, r)
+    stop = max(tol, rtol * rs ** 0.5)
     for _ in range(n_iter):
-        if rs ** 0.5 < tol or rs == 0:
+        if rs ** 0.5 < stop or rs == 0:
             break
         normal(p, Hp)
         curvature = dot(p, Hp)

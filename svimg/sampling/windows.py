@@ -24,11 +24,13 @@ outside it, and the circular wrap for the first and last windows)::
 Only the frames [a, b) of a window's result are kept.  The rows do not
 determine the extra unknowns: for a box PSF ``support - 1`` periodic patterns
 per pixel are left to the prior in every window (they do not decay towards the
-window's middle), so the blended video then gets ``final_iters``
-conjugate-gradient iterations of the data step on the WHOLE video
-(``A^T A x = A^T y``, or ``(I + gamma A^T A) x = x0 + gamma A^T y`` from the
-blend x0; :mod:`svimg.sampling.global_step`, a block of frames at a time),
-which fixes them from the data of all windows.
+window's middle), so the blended video then gets a data step on the WHOLE video
+from the blend x0 (:mod:`svimg.sampling.global_step`, a block of frames at a
+time), which fixes them from the data of all windows: noise-free, the exact
+last step of :func:`svimg.sample` (``A^T A x = A^T y`` to a relative residual of
+``FINAL_RTOL``, at most ``final_cg_iters`` iterations); with ``gamma``,
+``final_iters`` iterations of ``(I + gamma A^T A) x = x0 + gamma A^T y``; with
+``noise_std`` none (its weight at t = 0 is negligible).
 Measured alternatives (docs/long_videos.md): modelling the rows that reach
 outside with the window's mirror image (the model before), and pinning the
 frames the previous window finished.
@@ -66,6 +68,7 @@ from ..ops.base import Composed, Identity, LinearOperator, Scaled
 from ..ops.spatial import Downsample, GaussianBlur, Mask
 from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
+from .data_step import DEFAULT_FINAL_CG_ITERS, FINAL_RTOL
 from .global_step import global_data_step
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
@@ -402,8 +405,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         Called after window k (frames [start, stop)) is restored and, with
         ``out``, committed to the store; raise from it to stop the run.
     final_iters : int
-        CG iterations of the final whole-video data step (more than one
-        window; 0 skips it).
+        CG iterations of the final whole-video data step with ``gamma`` (more
+        than one window; 0 skips it, also the noise-free exact step).
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).
@@ -473,7 +476,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
               leave=False) as bar:
         carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
             if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
-        polish = psf is not None and len(starts) > 1 and final_iters > 0
+        noise_free = sample_kwargs.get("gamma") is None and sample_kwargs.get("noise_std") is None
+        polish = (psf is not None and len(starts) > 1 and final_iters > 0
+                  and (noise_free or sample_kwargs.get("gamma") is not None))
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
             y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
@@ -491,16 +496,18 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             if window_callback is not None:
                 window_callback(k, a, b)
     if polish:
-        def read_y(frames):
-            return torch.cat([read(int(f), int(f) + 1) for f in frames]).to(torch.float64 if dtype == np.float64
-                                                                            else torch.float32)
+        def read_y(frames):  # the whole-video step runs in float64 (float32 CG drifts on box PSFs)
+            return torch.cat([read(int(f), int(f) + 1) for f in frames]).to(torch.float64)
 
         run = dict(n_iter=final_iters, gamma=sample_kwargs.get("gamma"), block=window)
+        if noise_free:
+            run.update(n_iter=sample_kwargs.get("final_cg_iters", DEFAULT_FINAL_CG_ITERS), tol=0.0, rtol=FINAL_RTOL)
         if store is None:
-            global_data_step(psf, spatial, read_y, result, [np.empty_like(result) for _ in range(3)], **run)
-            np.clip(result, 0, 1, out=result)
+            x64 = result.astype(np.float64)
+            global_data_step(psf, spatial, read_y, x64, [np.empty_like(x64) for _ in range(3)], **run)
+            np.clip(x64, 0, 1, out=result, casting="same_kind")
         else:
-            _polish_store(store, psf, spatial, read_y, (T, C, H, W), dtype, run)
+            _polish_store(store, psf, spatial, read_y, (T, C, H, W), run)
             store.finish(attrs)
     if store is not None:
         from .. import io
@@ -509,13 +516,13 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _polish_store(store, psf, spatial, read_y, shape, dtype, run: dict):
-    """:func:`global_data_step` on the store's frames, with x, r, p and H p in temporary .npy memmaps beside it."""
+def _polish_store(store, psf, spatial, read_y, shape, run: dict):
+    """:func:`global_data_step` on the store's frames, with x, r, p and H p in temporary float64 .npy memmaps beside it."""
     import tempfile
 
     T, block = shape[0], run["block"]
     with tempfile.TemporaryDirectory(dir=store.path.parent, prefix=".svimg-final-") as tmp:
-        x, *scratch = [np.lib.format.open_memmap(f"{tmp}/{n}.npy", mode="w+", dtype=dtype, shape=shape)
+        x, *scratch = [np.lib.format.open_memmap(f"{tmp}/{n}.npy", mode="w+", dtype=np.float64, shape=shape)
                        for n in ("x", "r", "p", "hp")]
         for f in range(T):
             x[f] = store.frame(f)
