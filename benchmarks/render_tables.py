@@ -234,7 +234,8 @@ def share_section(benches: list[dict]) -> str:
         rows.append([str(_threads(b)), f"16×3×{x['size']}×{x['size']}", x["share_task"], str(x["nfe"]),
                      fmt_seconds(x["total_s"]), fmt_seconds(x["prior_s"]), fmt_seconds(x["total_s"] - x["prior_s"]),
                      f"{x['share'] * 100:.1f} %"])
-    return table(["threads", "video", "operator", "NFE", "sample", "in the prior", "outside", "non-network share"], rows)
+    return table(["threads", "video", "operator", "prior calls", "sample", "in the prior", "outside", "non-network share"],
+                 rows)
 
 
 def cgf64_section(benches: list[dict]) -> str:
