@@ -9,9 +9,10 @@ Starting from the denoised estimate x0, a few iterations on the normal system
 
 Noise-free, the LAST data step runs CG until ||r|| / ||r_0|| < 1e-6 (at most
 ``final_iters`` iterations): the result fits the data while keeping the prior's
-content in the null space of A.  On the CPU the data step runs in float64
-whatever the input dtype (the prior network stays float32); on CUDA it keeps
-the input's dtype (float64 inner products in either case).
+content in the null space of A.  The sampler picks the data step's dtype
+(:func:`svimg.sampling.memory.working_set`): float64 on the CPU where it fits
+(the prior network stays float32), else the input's dtype, as on CUDA
+(float64 inner products in either case).
 
 with conjugate gradients (``"cg"``, the method) or steepest descent with an
 exact line search (``"gd"``, the paper's ablation).  Inner products run over

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SAMPLER_VOLUMES", "F64_SHARE", "data_dtype", "working_set", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
+__all__ = ["SAMPLER_VOLUMES", "F64_SHARE", "working_set", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
            "measure_prior", "measured", "AutoBatch", "sampler_volumes", "choose_batch", "window_that_fits",
            "Forecast", "forecast", "forecast_shape"]
 
@@ -59,23 +59,17 @@ def sampler_volumes(weighted, ratio: int = 1) -> int:
     return SAMPLER_VOLUMES - 5 + ratio * data
 
 
-def data_dtype(device, dtype: torch.dtype, volume: int | None = None, free: int | None = None,
-               weighted: bool = False) -> torch.dtype:
-    """The data step's dtype: float64 on the CPU when its working set fits in :data:`F64_SHARE` of ``free``
-    memory (always when ``volume`` is None), else ``dtype`` (float64 inner products either way, as on CUDA)."""
-    if torch.device(device).type != "cpu" or dtype == torch.float64:
-        return dtype
-    if volume is None:
-        return torch.float64
-    ratio = 8 // torch.empty((), dtype=dtype).element_size()
-    return torch.float64 if sampler_volumes(weighted, ratio) * volume <= F64_SHARE * free else dtype
-
-
 def working_set(device, dtype: torch.dtype, volume: int, weighted: bool) -> tuple[torch.dtype, int]:
-    """(data-step dtype, working volumes) for a video of ``volume`` bytes in ``dtype`` on ``device``."""
-    data = data_dtype(device, dtype, volume, free_memory(device), weighted)
-    ratio = torch.empty((), dtype=data).element_size() // torch.empty((), dtype=dtype).element_size()
-    return data, sampler_volumes(weighted, ratio)
+    """(data-step dtype, working volumes) for a video of ``volume`` bytes in ``dtype`` on ``device``.
+
+    float64 on the CPU when its working set fits in :data:`F64_SHARE` of the free memory, else
+    ``dtype`` (float64 inner products either way, as on CUDA).
+    """
+    if torch.device(device).type == "cpu" and dtype != torch.float64:
+        volumes = sampler_volumes(weighted, 8 // torch.empty((), dtype=dtype).element_size())
+        if volumes * volume <= F64_SHARE * free_memory(device):
+            return torch.float64, volumes
+    return dtype, sampler_volumes(weighted)
 
 
 def _meminfo_available() -> int | None:
