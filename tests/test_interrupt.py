@@ -34,12 +34,18 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 pytestmark = pytest.mark.skipif(SVIMG is None, reason="the svimg console script is not installed")
 
 
+def _default_sigint():
+    """In the child: Ctrl-C handling as in a terminal, even when pytest itself runs in the background
+    (a shell starts background jobs with SIGINT ignored, and exec keeps ignored signals ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """``svimg ARGV`` in a subprocess, its stderr collected by a thread while the test polls."""
 
     def __init__(self, argv: list):
         self.proc = subprocess.Popen([SVIMG, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=ENV)
+                                     env=ENV, preexec_fn=_default_sigint)
         self.chunks: list[bytes] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -15,7 +15,7 @@ its measured medians are logged on the ``svimg.dispatch`` logger at DEBUG level
 ``svimg._timing.choices()``; ``SVIMG_BACKEND=torch|cython|triton`` forces one.
 """
 
-from .base import Composed, Identity, LinearOperator, Scaled
+from .base import AxisFactors, Composed, Identity, LinearOperator, Scaled
 from .spatial import Downsample, GaussianBlur, Mask, RandomMask
 from .temporal import BOUNDARIES, TemporalPSF
 
@@ -24,6 +24,7 @@ __all__ = [
     "Composed",
     "Scaled",
     "Identity",
+    "AxisFactors",
     "TemporalPSF",
     "BOUNDARIES",
     "GaussianBlur",

@@ -3,17 +3,46 @@
 Every operator maps a (T, C, H, W) tensor to a (T', C, H', W') tensor and knows
 its exact adjoint.  Composition follows the matrix convention: ``(A @ B) x =
 A (B x)``, so ``Downsample(4) @ TemporalPSF(7)`` blurs in time first.
+
+Separable operators also say so: ``kronecker(input_shape)`` returns A as one
+matrix per axis (:class:`AxisFactors`), which lets a solver diagonalise A^T A
+axis by axis (:mod:`svimg.solvers.eigenbasis`).
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-__all__ = ["LinearOperator", "Composed", "Scaled", "Identity"]
+__all__ = ["LinearOperator", "Composed", "Scaled", "Identity", "AxisFactors"]
 
 Shape = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class AxisFactors:
+    """A = scale * (M_t ⊗ M_c ⊗ M_h ⊗ M_w) on a (T, C, H, W) volume.
+
+    ``matrices`` maps an axis (0..3) to its float64 (n_out, n_in) matrix; an axis not
+    listed is the identity.
+    """
+
+    scale: float = 1.0
+    matrices: dict = field(default_factory=dict)
+
+    def after(self, inner: "AxisFactors") -> "AxisFactors":
+        """The factors of (self @ inner): per axis M_self @ M_inner (Kronecker products multiply axis by axis)."""
+        mats = dict(inner.matrices)
+        for axis, m in self.matrices.items():
+            mats[axis] = m @ mats[axis] if axis in mats else m
+        return AxisFactors(self.scale * inner.scale, mats)
+
+    def transposed(self) -> "AxisFactors":
+        """The factors of A^T."""
+        return AxisFactors(self.scale, {axis: m.T for axis, m in self.matrices.items()})
 
 
 class LinearOperator:
@@ -40,6 +69,10 @@ class LinearOperator:
 
     def input_shape(self, output_shape: Shape) -> Shape:
         return tuple(output_shape)
+
+    def kronecker(self, input_shape: Shape) -> AxisFactors | None:
+        """A at this input shape as one matrix per axis (:class:`AxisFactors`), or None when it is not one."""
+        return None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
@@ -74,6 +107,9 @@ class Identity(LinearOperator):
     adjoint = forward
     normal = forward
 
+    def kronecker(self, input_shape):
+        return AxisFactors()
+
 
 class Composed(LinearOperator):
     """(outer @ inner) x = outer(inner(x)); adjoint inner^T(outer^T(y))."""
@@ -96,6 +132,11 @@ class Composed(LinearOperator):
 
     def input_shape(self, output_shape):
         return self.inner.input_shape(self.outer.input_shape(output_shape))
+
+    def kronecker(self, input_shape):
+        inner = self.inner.kronecker(input_shape)
+        outer = self.outer.kronecker(self.inner.output_shape(input_shape)) if inner is not None else None
+        return None if outer is None else outer.after(inner)
 
     def factors(self) -> list[LinearOperator]:
         """The chain of operators, outermost first."""
@@ -128,6 +169,10 @@ class Scaled(LinearOperator):
     def input_shape(self, output_shape):
         return self.op.input_shape(output_shape)
 
+    def kronecker(self, input_shape):
+        f = self.op.kronecker(input_shape)
+        return None if f is None else AxisFactors(self.scale * f.scale, f.matrices)
+
     def __repr__(self):
         return f"{self.scale:g} * {self.op!r}"
 
@@ -149,6 +194,10 @@ class _Adjoint(LinearOperator):
 
     def input_shape(self, output_shape):
         return self.op.output_shape(output_shape)
+
+    def kronecker(self, input_shape):
+        f = self.op.kronecker(self.op.input_shape(input_shape))
+        return None if f is None else f.transposed()
 
     def __repr__(self):
         return f"{self.op!r}.T"

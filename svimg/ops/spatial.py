@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import _dispatch
 from .._validate import check_positive_int, check_positive_number, check_unit_interval
-from .base import LinearOperator
+from .base import AxisFactors, LinearOperator
 
 __all__ = ["GaussianBlur", "Downsample", "Mask", "RandomMask"]
 
@@ -57,6 +57,16 @@ class GaussianBlur(LinearOperator):
 
     adjoint = forward
 
+    def band_matrix(self, n: int) -> np.ndarray:
+        """The n x n matrix of one 1-D pass: B[i, j] = taps[j - i + size // 2] for |i - j| <= size // 2."""
+        r = self.size // 2
+        i, j = np.indices((n, n))
+        return np.where(np.abs(i - j) <= r, self.taps[np.clip(j - i + r, 0, self.size - 1)], 0.0)
+
+    def kronecker(self, input_shape):
+        H, W = input_shape[2:]
+        return AxisFactors(matrices={2: self.band_matrix(H), 3: self.band_matrix(W)})
+
     def __repr__(self):
         return f"GaussianBlur(size={self.size}, sigma={self.sigma:g})"
 
@@ -90,6 +100,15 @@ class Downsample(LinearOperator):
         T, C, h, w = y.shape
         spread = (y / (f * f))[:, :, :, None, :, None].expand(T, C, h, f, w, f)
         return spread.reshape(T, C, h * f, w * f)
+
+    def pooling_matrix(self, n: int) -> np.ndarray:
+        """The (n / f) x n matrix of 1-D average pooling: P[i, j] = 1 / f for j // f == i."""
+        return np.kron(np.eye(n // self.factor), np.full((1, self.factor), 1.0 / self.factor))
+
+    def kronecker(self, input_shape):
+        self.output_shape(input_shape)  # raises for sizes that do not divide by f
+        H, W = input_shape[2:]
+        return AxisFactors(matrices={2: self.pooling_matrix(H), 3: self.pooling_matrix(W)})
 
     def __repr__(self):
         return f"Downsample({self.factor})"

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._validate import check_positive_int, check_positive_number
-from .base import LinearOperator
+from .base import AxisFactors, LinearOperator
 
 __all__ = ["TemporalPSF", "BOUNDARIES"]
 
@@ -120,6 +120,9 @@ class TemporalPSF(LinearOperator):
         N = self.matrix(T).T @ self.matrix(T)
         N.setflags(write=False)
         return N
+
+    def kronecker(self, input_shape):
+        return AxisFactors(matrices={0: self.matrix(input_shape[0])})
 
     def forward(self, x):
         return _dispatch.time_apply(x, self.matrix(x.shape[0]))

@@ -7,9 +7,13 @@ Starting from the denoised estimate x0, a few iterations on the normal system
     (I + gamma A^T A) x = x0 + gamma A^T y         (noisy data: the paper's fixed gamma, or
                                                     gamma = w_t from noise_std, see noise_level)
 
-Noise-free, the LAST data step runs CG until ||r|| / ||r_0|| < 1e-6 (at most
-``final_iters`` iterations): the result fits the data while keeping the prior's
-content in the null space of A.  The sampler picks the data step's dtype
+Noise-free, the LAST data step is exact: ||r|| / ||r_0|| < 1e-6.  When A is
+separable (one matrix per axis: temporal PSFs, the blur, downsampling and their
+products) and the solver is CG, it is one direct solve in the eigenbasis of A^T A
+(:func:`svimg.solvers.eigenbasis.eigenbasis_solve`); otherwise, or to polish that
+solve, CG runs until the tolerance (at most ``final_iters`` iterations).  Either
+way the result fits the data while keeping the prior's content where A is
+(nearly) blind.  The sampler picks the data step's dtype
 (:func:`svimg.sampling.memory.working_set`): float64 on the CPU where it fits
 (the prior network stays float32), else the input's dtype, as on CUDA
 (float64 inner products in either case).
@@ -26,6 +30,7 @@ from typing import Callable
 import torch
 
 from ..solvers.cg import conjugate_gradient, normal_system
+from ..solvers.eigenbasis import eigenbasis_solve
 from .noise_level import map_weight
 
 __all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_step",
@@ -91,7 +96,8 @@ class DataStep:
     The weight is ``gamma`` when given, ``w_t`` (:func:`~svimg.sampling.noise_level.map_weight`)
     when ``sigma_y`` is, else none (noise-free, with the exact last step).  After the
     last step (t = the schedule's last timestep), ``final_residual`` holds its
-    ||r|| / ||r_0||.
+    ||r|| / ||r_0|| and ``final_method`` how the exact step was solved ("eigenbasis",
+    "eigenbasis + cg" or the solver's name).
     """
 
     def __init__(self, op, y: torch.Tensor, schedule, *, n_iter: int, gamma: float | None = None,
@@ -102,6 +108,7 @@ class DataStep:
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
         self.final_residual: float | None = None
+        self.final_method: str | None = None
 
     def weight(self, t: int) -> float | None:
         """gamma, or w_t = s_t^2 / sigma_y^2 from the schedule's a_t, or None (noise-free)."""
@@ -113,9 +120,32 @@ class DataStep:
         if self.n_iter == 0:
             return x0.clone()
         gamma, last = self.weight(t), t == self.schedule.timesteps[-1]
-        exact = last and gamma is None
-        n_iter, tol, rtol = (self.final_iters, 0.0, FINAL_RTOL) if exact else (self.n_iter, self.tol, 0.0)
-        x, history = _solve(self.op, self.y, x0.to(self.y.dtype), n_iter, gamma, self.solver, tol, rtol)
+        start = x0.to(self.y.dtype)
+        if last and gamma is None:
+            return self._exact(start).to(x0.dtype)
+        x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol)
         if last:
-            self.final_residual = history[-1] / history[0] if history[0] > 0 else 0.0
+            self.final_residual, self.final_method = _relative(history), self.solver
         return x.to(x0.dtype)
+
+    def _exact(self, x0: torch.Tensor) -> torch.Tensor:
+        """The exact noise-free last step: the eigenbasis solve where A allows it, CG for what remains
+        (steepest descent alone with ``solver="gd"``, the ablation of the weaker solver)."""
+        direct = eigenbasis_solve(self.op, self.y, x0, FINAL_RTOL) if self.solver == "cg" else None
+        if direct is not None:
+            x, self.final_residual = direct
+            self.final_method = "eigenbasis"
+            if self.final_residual < FINAL_RTOL:
+                return x
+        start = x0 if direct is None else x
+        x, history = _solve(self.op, self.y, start, self.final_iters, None, self.solver, 0.0, FINAL_RTOL)
+        if direct is None:
+            self.final_residual, self.final_method = _relative(history), self.solver
+        else:  # CG's residuals are relative to its own start; rescale to x0's
+            self.final_residual *= _relative(history)
+            self.final_method = f"eigenbasis + {self.solver}"
+        return x
+
+
+def _relative(history: list[float]) -> float:
+    return history[-1] / history[0] if history[0] > 0 else 0.0

@@ -183,6 +183,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
                     noise=run.noise, progress=progress, callback=callback)
     attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
                        noise_std_estimated=estimated, solver=solver, final_cg_iters=final_cg_iters,
-                       final_relative_residual=data_fn.final_residual, data_dtype=str(dtype).replace("torch.", ""),
+                       final_relative_residual=data_fn.final_residual, final_step=data_fn.final_method,
+                       data_dtype=str(dtype).replace("torch.", ""),
                        **run.provenance_params())
     return run.problem.vol.wrap(x, attrs)
