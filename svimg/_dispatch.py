@@ -277,16 +277,22 @@ def blur_apply(x: torch.Tensor, taps: np.ndarray) -> torch.Tensor:
     along H and along W: ``y = B_H x B_W^T`` with ``B = band_matrix(taps, n)``.
 
     CPU float32/float64 tensors without autograd go to the Cython kernel or two
-    torch conv2d passes, whichever measured faster (:mod:`svimg._timing`);
+    torch conv2d passes, whichever measured faster (:mod:`svimg._timing`, timed on an eighth of the
+    frames);
     anything else (CUDA, half types, autograd) to torch.  ``SVIMG_BACKEND=cython``
     or ``=torch`` forces one (``=triton`` runs the torch passes on the GPU).
     """
     forced = _forced(x)
-    runners = {"cython": functools.partial(_blur_cython, x, taps), "torch": functools.partial(_blur_torch, x, taps)}
+    runners = _blur_runners(x, taps)
     if forced or not _supports("cython", x):
         return runners["cython" if forced == "cython" else "torch"]()
     tables = np.concatenate([np.asarray(taps, dtype=np.float64), [x.shape[-2], x.shape[-1]]]).tobytes()
-    return runners[_timing.fastest("blur", x, tables, runners)]()
+    probe = x[: max(1, x.shape[0] // 8)] if x.ndim > 2 else x  # frame by frame: a few frames time it like all
+    return runners[_timing.fastest("blur", x, tables, _blur_runners(probe, taps))]()
+
+
+def _blur_runners(x: torch.Tensor, taps: np.ndarray) -> dict:
+    return {"cython": functools.partial(_blur_cython, x, taps), "torch": functools.partial(_blur_torch, x, taps)}
 
 
 def cg_engine(M: np.ndarray, b2d: torch.Tensor, x0_2d: torch.Tensor):

@@ -132,3 +132,14 @@ def test_a_direct_solve_short_of_the_tolerance_is_polished_by_cg(monkeypatch):
     step = DataStep(op, y, DDSSchedule(2), n_iter=5)
     step(x0, 0)
     assert short > FINAL_RTOL > step.final_residual and step.final_method == "eigenbasis + cg"
+
+
+@pytest.mark.parametrize("make, commutes", [(lambda: GaussianBlur(5, 1.0) @ TemporalPSF(3), True),
+                                            (lambda: Downsample(2) @ TemporalPSF(3, boundary="zero"), True),
+                                            (lambda: Downsample(2) @ GaussianBlur(3, 0.7), False),
+                                            (lambda: RandomMask(0.5) @ TemporalPSF(3), False)])
+def test_factors_on_disjoint_axes_commute_in_the_normal_operator(make, commutes):
+    op = make()
+    x = rand(*SHAPE)
+    assert op.commutes(SHAPE) is commutes
+    torch.testing.assert_close(op.normal(x), op.adjoint(op.forward(x)), rtol=0, atol=1e-14)

@@ -116,6 +116,7 @@ class Composed(LinearOperator):
 
     def __init__(self, outer: LinearOperator, inner: LinearOperator):
         self.outer, self.inner = outer, inner
+        self._commutes: dict[tuple, bool] = {}
 
     def forward(self, x):
         return self.outer.forward(self.inner.forward(x))
@@ -124,8 +125,23 @@ class Composed(LinearOperator):
         return self.inner.adjoint(self.outer.adjoint(y))
 
     def normal(self, x):
-        """inner^T (outer^T outer) inner x, using the outer operator's (possibly fused) normal."""
+        """inner^T (outer^T outer) inner x, using the outer operator's (possibly fused) normal.
+
+        When the two are Kronecker factors on disjoint axes (a spatial operator after a temporal
+        one) they commute, and A^T A = (outer^T outer)(inner^T inner): both fused normals, no
+        intermediate measurement.
+        """
+        if self.commutes(tuple(x.shape)):
+            return self.outer.normal(self.inner.normal(x))
         return self.inner.adjoint(self.outer.normal(self.inner.forward(x)))
+
+    def commutes(self, input_shape) -> bool:
+        """Whether outer and inner act on disjoint axes of this input shape (so outer @ inner = inner @ outer)."""
+        if input_shape not in self._commutes:
+            inner = self.inner.kronecker(input_shape)
+            outer = None if inner is None else self.outer.kronecker(self.inner.output_shape(input_shape))
+            self._commutes[input_shape] = outer is not None and not set(inner.matrices) & set(outer.matrices)
+        return self._commutes[input_shape]
 
     def output_shape(self, input_shape):
         return self.outer.output_shape(self.inner.output_shape(input_shape))

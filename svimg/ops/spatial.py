@@ -57,15 +57,9 @@ class GaussianBlur(LinearOperator):
 
     adjoint = forward
 
-    def band_matrix(self, n: int) -> np.ndarray:
-        """The n x n matrix of one 1-D pass: B[i, j] = taps[j - i + size // 2] for |i - j| <= size // 2."""
-        r = self.size // 2
-        i, j = np.indices((n, n))
-        return np.where(np.abs(i - j) <= r, self.taps[np.clip(j - i + r, 0, self.size - 1)], 0.0)
-
     def kronecker(self, input_shape):
         H, W = input_shape[2:]
-        return AxisFactors(matrices={2: self.band_matrix(H), 3: self.band_matrix(W)})
+        return AxisFactors(matrices={2: _dispatch.band_matrix(self.taps, H), 3: _dispatch.band_matrix(self.taps, W)})
 
     def __repr__(self):
         return f"GaussianBlur(size={self.size}, sigma={self.sigma:g})"

@@ -75,8 +75,8 @@ def steepest_descent(
     return x, history
 
 
-def _solve(op, y, x0, n_iter, gamma, solver, tol, rtol=0.0) -> tuple[torch.Tensor, list[float]]:
-    H, b = normal_system(op, y, x0, gamma)
+def _solve(op, y, x0, n_iter, gamma, solver, tol, rtol=0.0, aty=None) -> tuple[torch.Tensor, list[float]]:
+    H, b = normal_system(op, y, x0, gamma, aty)
     if solver == "cg":
         return conjugate_gradient(H, b, x0, n_iter, tol, rtol=rtol)
     return steepest_descent(H, b, x0, n_iter, tol, rtol=rtol)
@@ -109,6 +109,14 @@ class DataStep:
         self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
         self.final_residual: float | None = None
         self.final_method: str | None = None
+        self._aty: torch.Tensor | None = None
+
+    @property
+    def aty(self) -> torch.Tensor:
+        """A^T y, computed on the first step and reused by every later one."""
+        if self._aty is None:
+            self._aty = self.op.adjoint(self.y)
+        return self._aty
 
     def weight(self, t: int) -> float | None:
         """gamma, or w_t = s_t^2 / sigma_y^2 from the schedule's a_t, or None (noise-free)."""
@@ -123,7 +131,7 @@ class DataStep:
         start = x0.to(self.y.dtype)
         if last and gamma is None:
             return self._exact(start).to(x0.dtype)
-        x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol)
+        x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol, aty=self.aty)
         if last:
             self.final_residual, self.final_method = _relative(history), self.solver
         return x.to(x0.dtype)
@@ -131,14 +139,14 @@ class DataStep:
     def _exact(self, x0: torch.Tensor) -> torch.Tensor:
         """The exact noise-free last step: the eigenbasis solve where A allows it, CG for what remains
         (steepest descent alone with ``solver="gd"``, the ablation of the weaker solver)."""
-        direct = eigenbasis_solve(self.op, self.y, x0, FINAL_RTOL) if self.solver == "cg" else None
+        direct = eigenbasis_solve(self.op, self.y, x0, FINAL_RTOL, self.aty) if self.solver == "cg" else None
         if direct is not None:
             x, self.final_residual = direct
             self.final_method = "eigenbasis"
             if self.final_residual < FINAL_RTOL:
                 return x
         start = x0 if direct is None else x
-        x, history = _solve(self.op, self.y, start, self.final_iters, None, self.solver, 0.0, FINAL_RTOL)
+        x, history = _solve(self.op, self.y, start, self.final_iters, None, self.solver, 0.0, FINAL_RTOL, self.aty)
         if direct is None:
             self.final_residual, self.final_method = _relative(history), self.solver
         else:  # CG's residuals are relative to its own start; rescale to x0's

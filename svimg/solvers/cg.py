@@ -31,7 +31,10 @@ _DOT_BLOCK = 1 << 24  # elements per block of _dot (64 MB in float32, above mall
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """<a, b> summed over all elements, accumulated in float64, a block of frames at a time."""
+    """<a, b> summed over all elements, accumulated in float64 (BLAS for contiguous float64 tensors, else
+    a block of frames at a time)."""
+    if a.dtype == b.dtype == torch.float64 and a.is_contiguous() and b.is_contiguous():
+        return torch.dot(a.view(-1), b.view(-1))
     if a.ndim == 0 or a.numel() <= _DOT_BLOCK:
         return torch.sum(a * b, dtype=torch.float64)
     step = max(1, _DOT_BLOCK * a.shape[0] // a.numel())
@@ -60,14 +63,16 @@ class _NormalSystem:
         return N if self.gamma is None else np.eye(T) + self.gamma * N
 
 
-def normal_system(op, y: torch.Tensor, x0: torch.Tensor | None, gamma: float | None):
+def normal_system(op, y: torch.Tensor, x0: torch.Tensor | None, gamma: float | None,
+                  aty: torch.Tensor | None = None):
     """The system CG solves for a data step.
 
     Without ``gamma``: ``A^T A x = A^T y``.  With ``gamma`` (DDS's regularised
     form for noisy data): ``(I + gamma A^T A) x = x0 + gamma A^T y``.
+    ``aty``: A^T y when the caller already has it (a sampler reuses it every step).
     Returns ``(H, b)`` with H a callable ``H(v)``.
     """
-    aty = op.adjoint(y)
+    aty = op.adjoint(y) if aty is None else aty
     if gamma is None:
         return _NormalSystem(op, None), aty
     g = float(gamma)
@@ -91,12 +96,12 @@ class _TorchCG:
         curvature = _dot(self.p, Hp)
         if curvature <= 0:
             return float(curvature), float(self.rs)
-        alpha = (self.rs / curvature).to(self.x.dtype)
-        self.r.sub_(Hp.mul_(alpha))
-        del Hp  # freed before the next temporary: x, r, p and one more are alive at a time
-        self.x.add_(self.p * alpha)
+        alpha = float(self.rs / curvature)
+        self.r.sub_(Hp, alpha=alpha)  # one pass each, no temporaries: x, r, p and Hp are alive at a time
+        del Hp
+        self.x.add_(self.p, alpha=alpha)
         rs_new = _dot(self.r, self.r)
-        self.p.mul_((rs_new / self.rs).to(self.x.dtype)).add_(self.r)  # in place: same rounding as r + beta p
+        torch.add(self.r, self.p, alpha=float(rs_new / self.rs), out=self.p)  # p = r + beta p
         self.rs = rs_new
         return float(curvature), float(rs_new)
 

@@ -31,7 +31,12 @@ _LAMBDA_FLOOR = 1e-14  # eigenvalues below this times the largest are treated as
 
 
 def _along(v: torch.Tensor, axis: int, m: torch.Tensor) -> torch.Tensor:
-    """Apply the matrix m to every fibre of v along ``axis``: (m v) along that axis."""
+    """Apply the matrix m to every fibre of v along ``axis``: (m v) along that axis (batched GEMMs, no transposed copy
+    for the last two axes)."""
+    if axis == v.ndim - 1:
+        return torch.matmul(v, m.T)
+    if axis == v.ndim - 2:
+        return torch.matmul(m, v)
     return torch.movedim(torch.tensordot(v, m, dims=([axis], [1])), -1, axis)
 
 
@@ -71,16 +76,18 @@ def _untouched(lam: torch.Tensor, energy: torch.Tensor, rtol: float) -> torch.Te
     return mask.reshape(lam.shape)
 
 
-def eigenbasis_solve(op, y: torch.Tensor, x0: torch.Tensor, rtol: float) -> tuple[torch.Tensor, float] | None:
+def eigenbasis_solve(op, y: torch.Tensor, x0: torch.Tensor, rtol: float,
+                     aty: torch.Tensor | None = None) -> tuple[torch.Tensor, float] | None:
     """x with ||A^T A x - A^T y|| <= rtol ||A^T A x0 - A^T y|| in one direct solve (module docstring).
 
-    Returns ``(x, measured relative residual)`` in x0's dtype (the residual recomputed with
-    ``op.normal``, so it includes rounding), or None when ``op`` is not separable at this shape.
+    ``aty``: A^T y when the caller has it.  Returns ``(x, measured relative residual)`` in x0's
+    dtype (the residual recomputed with ``op.normal``, so it includes rounding), or None when
+    ``op`` is not separable at this shape.
     """
     factors = op.kronecker(tuple(x0.shape))
     if factors is None:
         return None
-    b = op.adjoint(y)
+    b = op.adjoint(y) if aty is None else aty
     r0 = b - op.normal(x0)
     r0_norm = float(_dot(r0, r0)) ** 0.5
     if r0_norm == 0:
