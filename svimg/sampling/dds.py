@@ -131,13 +131,16 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
         (I + w_t A^T A) x = x0 + w_t A^T y with w_t = s_t^2 / sigma_y^2 and s_t^2
         the Tweedie estimate's error at step t (:mod:`svimg.sampling.noise_level`).
         None (or 0) with no ``gamma``: noise-free, A^T A x = A^T y, and the last
-        data step runs CG until ||r|| / ||r_0|| < 1e-6.
+        data step is exact, ||r|| / ||r_0|| < 1e-6: one direct solve in the eigenbasis of
+        A^T A when A is separable (temporal PSFs, blur, downsampling and their products;
+        :mod:`svimg.solvers.eigenbasis`), else CG until the tolerance.
     noise : {"batch", "initial", "independent"}
         Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
     solver : {"cg", "gd"}
         Conjugate gradients, or steepest descent with exact line search (ablation).
     final_cg_iters : int
-        Most iterations of the noise-free exact last data step.
+        Most CG iterations of the noise-free exact last data step (where it is not, or not
+        entirely, solved directly).
     seed, generator
         The only sources of randomness (at most one).  With neither a seed is
         drawn from the OS and recorded in the provenance.
@@ -159,7 +162,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     -------
     The restoration in [0, 1], same type as ``y`` (xarray gains provenance attrs
     recording every parameter, the noise level used and whether it was
-    estimated, the last data step's relative residual, the seed and the prior's
+    estimated, the last data step's relative residual and how it was solved, the seed and the prior's
     name and sha256).  Data steps run in float64 on the CPU (in y's dtype, with float64 inner
     products, when the float64 working set would take more than a quarter of the free memory:
     :func:`svimg.sampling.memory.working_set`), in y's dtype on CUDA.
