@@ -72,6 +72,18 @@ def test_forecast_line_one_pass_windows_and_refusal(monkeypatch):
     assert not plan.fits and plan.line().startswith("cannot run: 64 frames of 3x16x16 need ")
 
 
+@pytest.mark.parametrize("weight", [{"gamma": 1.0}, {"noise_std": "auto"}, {"noise_std": 0.02}])
+def test_forecast_counts_the_weighted_data_steps_volume_as_sample_does(monkeypatch, weight):
+    y = _video(T=8, size=16)
+    monkeypatch.setattr(memory, "process_memory", lambda device: 0)
+    monkeypatch.setattr(memory, "measure_prior", lambda *args, **kwargs: memory.PriorCost(10_000, 0.01))
+    plain = memory.forecast(y, TemporalPSF(3), GaussianPrior(), nfe=2, batch_size=1)
+    weighted = memory.forecast(y, TemporalPSF(3), GaussianPrior(), nfe=2, batch_size=1, **weight)
+    volume = 8 * 3 * 16 * 16 * 4
+    ratio = 2 if memory.working_set("cpu", torch.float32, volume, True)[0] == torch.float64 else 1
+    assert weighted.peak_bytes - plain.peak_bytes == ratio * volume
+
+
 def test_cli_dry_run_prints_only_the_forecast(tmp_path, capsys):
     from svimg import io
     from svimg.cli import main

@@ -98,8 +98,8 @@ def _forecast(y, op, args):
     from ..sampling.memory import forecast
 
     args.prior = resolve_prior(args.prior, resolve_device(args.device))
-    plan = forecast(y, op, args.prior, nfe=args.nfe, gamma=args.gamma, batch_size=args.batch_size,
-                    device=args.device, auto_window=args.frames is None)
+    plan = forecast(y, op, args.prior, nfe=args.nfe, gamma=args.gamma, noise_std=args.noise_std,
+                    batch_size=args.batch_size, device=args.device, auto_window=args.frames is None)
     args.batch_size = plan.batch_size if plan.fits else args.batch_size
     return plan
 

@@ -288,7 +288,7 @@ class RestoreWidget(Container):
         p = self.sample_parameters()
         video = _layer_video(self._image.value, "input")
         plan = forecast(video, self.controls.operator(), self.prior_spec(), nfe=p["nfe"], device=p["device"],
-                        auto_window=False)
+                        noise_std=p["noise_std"], auto_window=False)
         self._forecast.value = plan.line()
         return self._forecast.value
 

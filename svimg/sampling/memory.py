@@ -305,7 +305,8 @@ def window_that_fits(frames: int, frame_bytes: int, volumes: int, cost: PriorCos
     return int(min(frames, room // (volumes * frame_bytes))) if room > 0 else 0
 
 
-def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device, gamma=None, batch_size=None,
+def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device, weighted: bool = False,
+                   batch_size=None,
              window: int | None = None, auto_window: int | None = None, support: int = 1,
              cost: PriorCost | None = None) -> Forecast:
     """Memory and time of restoring a (T, C, H, W) video (module docstring), from one timed prior call.
@@ -315,14 +316,15 @@ def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device,
     longest window that fits is planned instead (``Forecast.window``).  Each
     window also holds ``support - 1`` unknown frames beyond its edges and
     windows overlap by ``max(support, window // 2)``
-    (:func:`svimg.sampling.windows.default_overlap`).  ``batch_size`` given is kept.
+    (:func:`svimg.sampling.windows.default_overlap`).  ``batch_size`` given is kept; ``weighted``: the
+    data steps have a weight (``gamma`` or ``noise_std``), one more volume.
     """
     from .windows import window_starts
 
     T, C, H, W = (int(s) for s in x_shape)
     device = torch.device(device)
     frame_bytes = C * H * W * torch.empty((), dtype=dtype).element_size()
-    _, volumes = working_set(device, dtype, T * frame_bytes, gamma is not None)
+    _, volumes = working_set(device, dtype, T * frame_bytes, weighted)
     cost = cost or measure_prior(evaluator, (C, H, W), t_first, dtype, device)
     free = free_memory(device)
     now = 0 if device.type == "cuda" else process_memory(device)
@@ -342,10 +344,12 @@ def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device,
                     bool(fits))
 
 
-def forecast(y, op, prior=None, *, nfe: int = 20, gamma=None, batch_size=None, device=None, window=None,
-             auto_window: bool = True) -> Forecast:
+def forecast(y, op, prior=None, *, nfe: int = 20, gamma=None, noise_std=None, batch_size=None, device=None,
+             window=None, auto_window: bool = True) -> Forecast:
     """What :func:`svimg.sample` (or, when the volumes do not fit, the windowed path) will take on ``y``.
 
+    ``gamma`` / ``noise_std`` as for :func:`svimg.sample` (either, given, counts the weighted data
+    step's extra volume, as ``sample`` does).
     Reads only ``y``'s shape and dtype (a lazy DataArray stays lazy) and times
     one prior call on one frame.  ``auto_window`` plans windows when one pass
     does not fit and ``op`` splits into a temporal PSF and per-frame parts
@@ -372,5 +376,7 @@ def forecast(y, op, prior=None, *, nfe: int = 20, gamma=None, batch_size=None, d
         support, auto_window = 1, False
     return forecast_shape(x_shape, evaluator=PriorEvaluator(prior, x_shape[1]),
                           t_first=DDSSchedule(nfe, prior.betas).timesteps[0], nfe=nfe, dtype=dtype, device=dev,
-                          gamma=gamma, batch_size=batch_size, window=window,
+                          weighted=gamma is not None or noise_std is not None, batch_size=batch_size,
+                          window=window,
                           auto_window=2 * support if auto_window else None, support=support)
+
