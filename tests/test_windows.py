@@ -307,3 +307,20 @@ def test_windowed_box_psf_within_1_db_of_single_pass_bundled_prior(spec):
     single = svimg.sample(y, op, **kw)
     windowed = sample_windowed(y, op, window=16, **kw)
     assert _psnr(windowed, x) > _psnr(single, x) - 1.0
+
+
+def test_in_memory_windows_end_on_the_exact_eigenbasis_step_for_a_separable_blur():
+    """Noise-free GaussianBlur @ TemporalPSF in windows: the whole-video step fits the data to FINAL_RTOL
+    (CG alone, capped at 5 iterations here, stops far short)."""
+    from svimg.ops import GaussianBlur
+    from svimg.sampling.data_step import FINAL_RTOL
+    from svimg.sampling.windows import sample_windowed
+
+    op = GaussianBlur(5, 1.0) @ TemporalPSF(3)
+    x = 0.25 + 0.5 * torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = op.forward(x)
+    out = sample_windowed(y, op, GaussianPrior(channels=1, dtype=torch.float64), window=8, seed=0, nfe=2,
+                          progress=False, final_cg_iters=5)
+    out = torch.as_tensor(np.asarray(out))
+    r = op.adjoint(y) - op.normal(out)
+    assert float(r.norm() / op.adjoint(y).norm()) < 10 * FINAL_RTOL
