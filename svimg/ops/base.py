@@ -138,10 +138,15 @@ class Composed(LinearOperator):
     def commutes(self, input_shape) -> bool:
         """Whether outer and inner act on disjoint axes of this input shape (so outer @ inner = inner @ outer)."""
         if input_shape not in self._commutes:
-            inner = self.inner.kronecker(input_shape)
-            outer = None if inner is None else self.outer.kronecker(self.inner.output_shape(input_shape))
-            self._commutes[input_shape] = outer is not None and not set(inner.matrices) & set(outer.matrices)
+            pair = self._factor_pair(input_shape)
+            self._commutes[input_shape] = pair is not None and not set(pair[0].matrices) & set(pair[1].matrices)
         return self._commutes[input_shape]
+
+    def _factor_pair(self, input_shape) -> tuple[AxisFactors, AxisFactors] | None:
+        """(outer's, inner's) :class:`AxisFactors` at this input shape, or None when either has none."""
+        inner = self.inner.kronecker(input_shape)
+        outer = None if inner is None else self.outer.kronecker(self.inner.output_shape(input_shape))
+        return None if outer is None else (outer, inner)
 
     def output_shape(self, input_shape):
         return self.outer.output_shape(self.inner.output_shape(input_shape))
@@ -150,9 +155,8 @@ class Composed(LinearOperator):
         return self.inner.input_shape(self.outer.input_shape(output_shape))
 
     def kronecker(self, input_shape):
-        inner = self.inner.kronecker(input_shape)
-        outer = self.outer.kronecker(self.inner.output_shape(input_shape)) if inner is not None else None
-        return None if outer is None else outer.after(inner)
+        pair = self._factor_pair(input_shape)
+        return None if pair is None else pair[0].after(pair[1])
 
     def factors(self) -> list[LinearOperator]:
         """The chain of operators, outermost first."""

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from ..solvers.cg import conjugate_gradient, normal_system
+from ..solvers.cg import _dot, conjugate_gradient, normal_system
 from ..solvers.eigenbasis import eigenbasis_solve
 from .noise_level import map_weight
 
@@ -39,10 +39,6 @@ __all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_
 SOLVERS = ("cg", "gd")
 FINAL_RTOL = 1e-6
 DEFAULT_FINAL_CG_ITERS = 300
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.sum(a * b, dtype=torch.float64)
 
 
 def steepest_descent(

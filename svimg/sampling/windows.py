@@ -506,7 +506,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             run.update(n_iter=sample_kwargs.get("final_cg_iters", DEFAULT_FINAL_CG_ITERS), tol=0.0, rtol=FINAL_RTOL)
         if store is None:
             x64 = result.astype(np.float64)
-            if not (noise_free and _exact_in_memory(op, read(0, T).to(torch.float64), x64)):
+            if not (noise_free and _exact_in_memory(op, lambda: read(0, T).to(torch.float64), x64)):
                 global_data_step(psf, spatial, read_y, x64, [np.empty_like(x64) for _ in range(3)], **run)
             np.clip(x64, 0, 1, out=result, casting="same_kind")
         else:
@@ -519,12 +519,13 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _exact_in_memory(op, y64: torch.Tensor, x64: np.ndarray) -> bool:
+def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:
     """The exact whole-video step as one eigenbasis solve (:mod:`svimg.solvers.eigenbasis`), in place on ``x64``,
-    when ``op`` is separable; True when it reached ``FINAL_RTOL`` (else CG continues from the improved x64)."""
-    direct = eigenbasis_solve(op, y64, torch.from_numpy(x64), FINAL_RTOL)
-    if direct is None:
+    when ``op`` is separable; True when it reached ``FINAL_RTOL`` (else CG continues from the improved x64).
+    ``read_all_y()`` returns the whole measurement in float64; it is read only for a separable ``op``."""
+    if op.kronecker(x64.shape) is None:
         return False
+    direct = eigenbasis_solve(op, read_all_y(), torch.from_numpy(x64), FINAL_RTOL)
     x64[...] = direct[0].numpy()
     return direct[1] < FINAL_RTOL
 
