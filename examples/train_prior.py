@@ -25,6 +25,8 @@ def main():
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--cooldown", type=int, default=0,
+                   help="lower the rate linearly over the last COOLDOWN steps before --steps")
     p.add_argument("--model-channels", type=int, default=BUNDLED_CONFIG["model_channels"])
     p.add_argument("--channel-mult", default=",".join(map(str, BUNDLED_CONFIG["channel_mult"])))
     p.add_argument("--res-blocks", type=int, default=BUNDLED_CONFIG["num_res_blocks"])
@@ -43,8 +45,8 @@ def main():
     config = {**BUNDLED_CONFIG, "model_channels": args.model_channels, "num_res_blocks": args.res_blocks,
               "channel_mult": tuple(int(m) for m in args.channel_mult.split(","))}
     train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, lr=args.lr, warmup=args.warmup,
-          max_steps=args.steps, max_hours=args.hours, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
-          threads=args.threads, pools=bundled_pools(args.photos), init_weights=args.init)
+          cooldown=args.cooldown, max_steps=args.steps, max_hours=args.hours,
+          checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads, pools=bundled_pools(args.photos), init_weights=args.init)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import svimg.priors as priors
-from svimg.priors.train import export_weights, latest_checkpoint, train
+from svimg.priors.train import export_weights, latest_checkpoint, learning_rate, train
 
 
 TINY = dict(image_size=16, in_channels=3, model_channels=16, out_channels=3, num_res_blocks=1,
@@ -52,3 +52,21 @@ def test_resume_with_another_config_is_refused(tmp_path):
     train(tmp_path, config=TINY, max_steps=1, **kw)
     with pytest.raises(ValueError, match="differs"):
         train(tmp_path, config={**TINY, "model_channels": 32}, max_steps=2, **kw)
+
+
+def test_learning_rate_warms_up_holds_and_cools_down():
+    def lr(n):
+        return learning_rate(n, 1e-3, warmup=4, max_steps=20, cooldown=5)
+
+    assert [lr(n) for n in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    assert lr(10) == lr(15) == 1e-3  # (20 - 15) / 5 = 1: the cooldown starts after step 15
+    assert [lr(n) for n in range(16, 20)] == pytest.approx([8e-4, 6e-4, 4e-4, 2e-4])
+    assert learning_rate(19, 1e-3, warmup=4, max_steps=20) == 1e-3  # no cooldown by default
+
+
+def test_cooldown_is_logged_and_resumes_on_schedule(tmp_path):
+    kw = dict(config=TINY, batch_size=2, crop=16, warmup=1, cooldown=4, pools=_pools(), progress=False)
+    train(tmp_path, max_steps=2, **kw)
+    train(tmp_path, max_steps=6, **kw)  # resumed at step 2: the rate is that of step n of a 6-step run
+    rates = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "loss.csv"))]
+    assert rates[2:] == pytest.approx([4e-4 * k / 4 for k in (4, 3, 2, 1)], rel=1e-2)

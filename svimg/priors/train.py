@@ -70,6 +70,19 @@ USER_CONFIG = dict(
 )
 
 
+def learning_rate(step: int, lr: float, warmup: int, max_steps: int, cooldown: int = 0) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): warm-up, constant, then a linear cooldown.
+
+    lr_n = lr * min(1, (n + 1) / warmup) * min(1, (max_steps - n) / cooldown), the last factor only when
+    ``cooldown`` > 0: the rate falls linearly to lr / cooldown over the last ``cooldown`` steps before
+    ``max_steps`` (a warm-up-stable-decay schedule; a function of the step, so a resumed run continues it).
+    """
+    rate = lr * min(1.0, (step + 1) / warmup)
+    if cooldown > 0:
+        rate *= min(1.0, (max_steps - step) / cooldown)
+    return rate
+
+
 def latest_checkpoint(run_dir) -> Path | None:
     """Newest ``ckpt_*.pt`` in ``run_dir`` (by step number), or None."""
     ckpts = sorted(Path(run_dir).glob("ckpt_*.pt"))
@@ -84,6 +97,7 @@ def train(
     crop: int = 64,
     lr: float = 4e-4,
     warmup: int = 200,
+    cooldown: int = 0,
     low_t_fraction: float = 0.5,
     low_t_max: int = 200,
     ema_decay: float = 0.999,
@@ -102,7 +116,8 @@ def train(
     """Train (or resume) the bundled prior in ``run_dir``; return the last checkpoint path.
 
     t is drawn from U{0..999}, or with probability ``low_t_fraction`` from U{0..low_t_max-1}.
-    Adam with linear warm-up over ``warmup`` steps, EMA of the weights with decay
+    Adam with the rate of :func:`learning_rate` (warm-up over ``warmup`` steps, a linear cooldown over the
+    last ``cooldown`` steps before ``max_steps``), EMA of the weights with decay
     ``min(ema_decay, (1 + n) / (10 + n))``.  Stops at ``max_steps`` or after ``max_hours``
     of wall time in this invocation.  A checkpoint is written every ``checkpoint_minutes``
     and at the end; the newest ``keep`` are kept.  Appends (step, loss, seconds, lr) to loss.csv.
@@ -148,8 +163,8 @@ def train(
         model.load_state_dict({k: v.float() for k, v in init.items()})
         ema.load_state_dict(model.state_dict())
     (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop, "lr": lr,
-                                                      "warmup": warmup, "low_t_fraction": low_t_fraction,
-                                                      "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed,
+                                                      "warmup": warmup, "cooldown": cooldown,
+                                                      "low_t_fraction": low_t_fraction, "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed,
                                                       "pool_weights": pool_weights,
                                                       "init_weights": None if init_weights is None else str(init_weights)}))
     if pools is None:
@@ -199,7 +214,7 @@ def train(
             noise = torch.randn(x0.shape, generator=gen).to(device)
             a = a_bar[t][:, None, None, None]
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            cur_lr = lr * min(1.0, (step + 1) / warmup)
+            cur_lr = learning_rate(step, lr, warmup, max_steps, cooldown)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
