@@ -28,9 +28,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def parse_clip(text: str) -> tuple[str, int]:
-    name, start = text.split(":")
-    return name, int(start)
+def parse_clips(text: str) -> list[tuple[str, int]]:
+    """"carphone:100,bikes:60" -> [("carphone", 100), ("bikes", 60)]."""
+    clips = []
+    for item in text.split(","):
+        name, _, start = item.partition(":")
+        if not name or not start.isdigit():
+            raise argparse.ArgumentTypeError(f"expected NAME:START[,NAME:START...], got {item!r}")
+        clips.append((name, int(start)))
+    return clips
 
 
 def main(argv=None) -> int:
@@ -41,15 +47,19 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="5.8e-4,1.15e-3,1.7e-3,2.9e-3")
-    p.add_argument("--clips", default="carphone:100", help="NAME:START,... (16 frames each)")
+    p.add_argument("--clips", default=[("carphone", 100)], type=parse_clips,
+                   help="NAME:START,... (16 frames each)")
     p.add_argument("--tasks", default="uniform 13, noise", help="noisy tasks of quality.py, ';'-separated")
     p.add_argument("--out", type=Path, default=HERE / "results" / "noise_weight_tuning.json")
     args = p.parse_args(argv)
-    tasks = {t.key: t for t in quality.make_tasks(0.02)}
+    tasks = {t.key: t for t in quality.make_tasks(0.02) if t.sigma > 0}
+    unknown = [key for key in args.tasks.split(";") if key not in tasks]
+    if unknown:
+        p.error(f"--tasks: {unknown} are not noisy tasks of quality.py; choose from {sorted(tasks)}")
     grid = [float(v) for v in args.grid.split(",")]
     prior, records = priors.bundled(), []
     for key in args.tasks.split(";"):
-        for clip in map(parse_clip, args.clips.split(",")):
+        for clip in args.clips:
             x = quality._video(clip, {"frames": 16, "size": 64})
             y, op = quality.measurement(x, tasks[key], clip)
             scores = {}

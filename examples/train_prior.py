@@ -46,7 +46,8 @@ def main():
               "channel_mult": tuple(int(m) for m in args.channel_mult.split(","))}
     train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, lr=args.lr, warmup=args.warmup,
           cooldown=args.cooldown, max_steps=args.steps, max_hours=args.hours,
-          checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads, pools=bundled_pools(args.photos), init_weights=args.init)
+          checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads,
+          pools=bundled_pools(args.photos), init_weights=args.init)
 
 
 if __name__ == "__main__":

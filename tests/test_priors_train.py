@@ -62,6 +62,10 @@ def test_learning_rate_warms_up_holds_and_cools_down():
     assert lr(10) == lr(15) == 1e-3  # (20 - 15) / 5 = 1: the cooldown starts after step 15
     assert [lr(n) for n in range(16, 20)] == pytest.approx([8e-4, 6e-4, 4e-4, 2e-4])
     assert learning_rate(19, 1e-3, warmup=4, max_steps=20) == 1e-3  # no cooldown by default
+    with pytest.raises(ValueError, match="warmup"):
+        learning_rate(0, 1e-3, warmup=0, max_steps=20)
+    with pytest.raises(ValueError, match="cooldown"):
+        learning_rate(0, 1e-3, warmup=4, max_steps=20, cooldown=-1)
 
 
 def test_cooldown_is_logged_and_resumes_on_schedule(tmp_path):

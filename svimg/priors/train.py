@@ -77,6 +77,10 @@ def learning_rate(step: int, lr: float, warmup: int, max_steps: int, cooldown: i
     ``cooldown`` > 0: the rate falls linearly to lr / cooldown over the last ``cooldown`` steps before
     ``max_steps`` (a warm-up-stable-decay schedule; a function of the step, so a resumed run continues it).
     """
+    if warmup < 1:
+        raise ValueError(f"warmup must be at least 1 step, got {warmup!r}")
+    if cooldown < 0:
+        raise ValueError(f"cooldown must be 0 (none) or a number of steps, got {cooldown!r}")
     rate = lr * min(1.0, (step + 1) / warmup)
     if cooldown > 0:
         rate *= min(1.0, (max_steps - step) / cooldown)
@@ -164,7 +168,8 @@ def train(
         ema.load_state_dict(model.state_dict())
     (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop, "lr": lr,
                                                       "warmup": warmup, "cooldown": cooldown,
-                                                      "low_t_fraction": low_t_fraction, "low_t_max": low_t_max, "ema_decay": ema_decay, "seed": seed,
+                                                      "low_t_fraction": low_t_fraction, "low_t_max": low_t_max,
+                                                      "ema_decay": ema_decay, "seed": seed,
                                                       "pool_weights": pool_weights,
                                                       "init_weights": None if init_weights is None else str(init_weights)}))
     if pools is None:
