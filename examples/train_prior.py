@@ -23,6 +23,8 @@ def main():
     p.add_argument("--hours", type=float, default=None, help="stop after this much wall time")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--min-region", type=int, default=None,
+                   help="smallest source region of a crop (default --crop; smaller enlarges some crops)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--cooldown", type=int, default=0,
@@ -44,7 +46,8 @@ def main():
         return
     config = {**BUNDLED_CONFIG, "model_channels": args.model_channels, "num_res_blocks": args.res_blocks,
               "channel_mult": tuple(int(m) for m in args.channel_mult.split(","))}
-    train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, lr=args.lr, warmup=args.warmup,
+    train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, min_region=args.min_region,
+          lr=args.lr, warmup=args.warmup,
           cooldown=args.cooldown, max_steps=args.steps, max_hours=args.hours,
           checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads,
           pools=bundled_pools(args.photos), init_weights=args.init)

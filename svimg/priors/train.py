@@ -99,6 +99,7 @@ def train(
     config: dict | None = None,
     batch_size: int = 8,
     crop: int = 64,
+    min_region: int | None = None,
     lr: float = 4e-4,
     warmup: int = 200,
     cooldown: int = 0,
@@ -126,7 +127,8 @@ def train(
     of wall time in this invocation.  A checkpoint is written every ``checkpoint_minutes``
     and at the end; the newest ``keep`` are kept.  Appends (step, loss, seconds, lr) to loss.csv.
     ``pools``: lists of (C, H, W) images in [0, 1] (:func:`svimg.priors.training_data.read_sources`),
-    drawn with ``pool_weights`` (default equal).  ``init_weights``: a weights file written by
+    drawn with ``pool_weights`` (default equal); ``min_region``: the smallest source region of a crop
+    (:func:`~svimg.priors.training_data.random_crops`).  ``init_weights``: a weights file written by
     :func:`export_weights` to start a new run from (ignored when resuming).  ``progress``: a bar
     with ETA over the seconds of ``max_hours`` when given, else over the steps.
     """
@@ -166,7 +168,8 @@ def train(
         check_state_dict(model, init, init_weights)
         model.load_state_dict({k: v.float() for k, v in init.items()})
         ema.load_state_dict(model.state_dict())
-    (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop, "lr": lr,
+    (run_dir / "config.json").write_text(json.dumps({**config, "batch_size": batch_size, "crop": crop,
+                                                      "min_region": min_region, "lr": lr,
                                                       "warmup": warmup, "cooldown": cooldown,
                                                       "low_t_fraction": low_t_fraction, "low_t_max": low_t_max,
                                                       "ema_decay": ema_decay, "seed": seed,
@@ -211,7 +214,7 @@ def train(
             if max_hours is not None and time.monotonic() - start > max_hours * 3600:
                 break
             t0 = time.monotonic()
-            x0 = random_crops(pools, batch_size, crop, gen, pool_weights)
+            x0 = random_crops(pools, batch_size, crop, gen, pool_weights, min_region)
             x0 = x0.to(device).contiguous(memory_format=fmt)
             t = torch.randint(len(a_bar), (batch_size,), generator=gen)
             low = torch.rand(batch_size, generator=gen) < low_t_fraction

@@ -2,9 +2,10 @@
 
 A *pool* is a list of (C, H, W) float16 tensors in [0, 1] (sizes may differ).  Training draws a
 pool uniformly (or with the given weights), an image uniformly from it, a square region whose
-side r is log-uniform in [crop, min(H, W)], resizes that region to ``crop`` x ``crop``
-(antialiased) and flips it horizontally with probability 1/2.  So a large photograph is seen at
-every scale from native pixels to a whole-frame thumbnail.
+side r is log-uniform in [min_region, min(H, W)] (``min_region`` defaults to ``crop``), resizes
+that region to ``crop`` x ``crop`` (antialiased when shrinking, bilinear when r < crop enlarges
+it) and flips it horizontally with probability 1/2.  So a large photograph is seen at every scale
+from native pixels (or an enlargement, soft like much camera video) to a whole-frame thumbnail.
 
 Readers: still images (.png, .jpg, .jpeg, .webp, .bmp) through imageio; videos, TIFF stacks,
 zarr stores and .npy/.npz through :func:`svimg.io.load` (every frame is one image).  Each image
@@ -116,8 +117,12 @@ def read_sources(sources, *, max_side: int = 768, channels: int | None = None, m
     return pool
 
 
-def random_crops(pools, batch: int, crop: int, gen: torch.Generator, weights=None) -> torch.Tensor:
+def random_crops(pools, batch: int, crop: int, gen: torch.Generator, weights=None,
+                 min_region: int | None = None) -> torch.Tensor:
     """(batch, C, crop, crop) float32 crops in [-1, 1]: multi-scale, flipped; see the module docstring."""
+    low = crop if min_region is None else min_region
+    if not 1 <= low <= crop:
+        raise ValueError(f"min_region must be in [1, crop={crop}], got {min_region}")
     w = torch.ones(len(pools)) if weights is None else torch.as_tensor(weights, dtype=torch.float)
     which = torch.multinomial(w, batch, replacement=True, generator=gen)
     out = []
@@ -125,9 +130,9 @@ def random_crops(pools, batch: int, crop: int, gen: torch.Generator, weights=Non
         imgs = pools[p]
         img = imgs[int(torch.randint(len(imgs), (1,), generator=gen))]
         h, wd = img.shape[-2:]
-        top = max(crop, min(h, wd))
-        r = int(round(math.exp(math.log(crop) + float(torch.rand((), generator=gen)) * math.log(top / crop))))
-        r = min(max(r, min(crop, h, wd)), min(h, wd))
+        top = max(low, min(h, wd))
+        r = int(round(math.exp(math.log(low) + float(torch.rand((), generator=gen)) * math.log(top / low))))
+        r = min(max(r, min(low, h, wd)), min(h, wd))
         y = int(torch.randint(h - r + 1, (1,), generator=gen))
         x = int(torch.randint(wd - r + 1, (1,), generator=gen))
         patch = img[:, y : y + r, x : x + r].float()[None]
