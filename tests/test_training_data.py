@@ -15,15 +15,15 @@ def _pools():
     return [[torch.rand(3, 12, 14, generator=g).half() for _ in range(2)], [torch.rand(3, 10, 10, generator=g).half()]]
 
 
-def _regions(img, crop):
-    """Every crop x crop resize of a square region (side crop..min(H, W)), unflipped and flipped."""
+def _regions(img, crop, low=None):
+    """Every crop x crop resize of a square region (side low..min(H, W), low = crop by default), both flips."""
     h, w = img.shape[-2:]
-    for r in range(crop, min(h, w) + 1):
+    for r in range(crop if low is None else low, min(h, w) + 1):
         for y in range(h - r + 1):
             for x in range(w - r + 1):
                 patch = img[:, y:y + r, x:x + r].float()[None]
                 if r != crop:
-                    patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", antialias=True,
+                    patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", antialias=r > crop,
                                           align_corners=False)
                 yield patch[0]
                 yield patch[0].flip(-1)
@@ -46,6 +46,19 @@ def test_random_crops_are_resized_regions_of_the_pool_images():
     for crop in crops:
         err = (candidates - crop).abs().flatten(1).amax(1)
         assert err.min() < 1e-6  # some region of some image, resized (and maybe flipped), is this crop
+
+
+def test_random_crops_min_region_enlarges_smaller_regions():
+    pools = _pools()
+    crops = (random_crops(pools, 24, 8, torch.Generator().manual_seed(4), min_region=3) + 1) / 2
+    small = torch.stack([p for imgs in pools for img in imgs for p in _regions(img, 8, low=3)])
+    dist = [(small - c).abs().flatten(1).amax(1).min() for c in crops]
+    assert max(dist) < 1e-6  # every crop is a resized region of side >= 3
+    regular = torch.stack([p for imgs in pools for img in imgs for p in _regions(img, 8)])
+    assert any((regular - c).abs().flatten(1).amax(1).min() > 1e-3 for c in crops)  # some were enlarged
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="min_region"):
+            random_crops(pools, 2, 8, torch.Generator(), min_region=bad)
 
 
 def test_random_crops_weights_pick_the_pool():
