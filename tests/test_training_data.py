@@ -29,6 +29,16 @@ def _regions(img, crop, low=None):
                 yield patch[0].flip(-1)
 
 
+def _candidates(pools, crop, low=None):
+    """Every resized region of every pool image (:func:`_regions`), stacked."""
+    return torch.stack([p for imgs in pools for img in imgs for p in _regions(img, crop, low)])
+
+
+def _distance(candidates, crop):
+    """max |candidate - crop| of the nearest candidate."""
+    return float((candidates - crop).abs().flatten(1).amax(1).min())
+
+
 def test_random_crops_shape_range_and_seeded_determinism():
     pools = _pools()
     a = random_crops(pools, 6, 8, torch.Generator().manual_seed(1))
@@ -42,20 +52,18 @@ def test_random_crops_shape_range_and_seeded_determinism():
 def test_random_crops_are_resized_regions_of_the_pool_images():
     pools = _pools()
     crops = (random_crops(pools, 12, 8, torch.Generator().manual_seed(3)) + 1) / 2
-    candidates = torch.stack([p for imgs in pools for img in imgs for p in _regions(img, 8)])
+    candidates = _candidates(pools, 8)
     for crop in crops:
-        err = (candidates - crop).abs().flatten(1).amax(1)
-        assert err.min() < 1e-6  # some region of some image, resized (and maybe flipped), is this crop
+        assert _distance(candidates, crop) < 1e-6  # some region of some image, resized (and maybe flipped), is this crop
 
 
 def test_random_crops_min_region_enlarges_smaller_regions():
     pools = _pools()
     crops = (random_crops(pools, 24, 8, torch.Generator().manual_seed(4), min_region=3) + 1) / 2
-    small = torch.stack([p for imgs in pools for img in imgs for p in _regions(img, 8, low=3)])
-    dist = [(small - c).abs().flatten(1).amax(1).min() for c in crops]
-    assert max(dist) < 1e-6  # every crop is a resized region of side >= 3
-    regular = torch.stack([p for imgs in pools for img in imgs for p in _regions(img, 8)])
-    assert any((regular - c).abs().flatten(1).amax(1).min() > 1e-3 for c in crops)  # some were enlarged
+    small = _candidates(pools, 8, low=3)
+    assert max(_distance(small, c) for c in crops) < 1e-6  # every crop is a resized region of side >= 3
+    regular = _candidates(pools, 8)
+    assert any(_distance(regular, c) > 1e-3 for c in crops)  # some were enlarged
     for bad in (0, 9):
         with pytest.raises(ValueError, match="min_region"):
             random_crops(pools, 2, 8, torch.Generator(), min_region=bad)
