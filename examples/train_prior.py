@@ -29,6 +29,9 @@ def main():
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--cooldown", type=int, default=0,
                    help="lower the rate linearly over the last COOLDOWN steps before --steps")
+    p.add_argument("--low-t-fraction", type=float, default=0.5,
+                   help="share of samples whose t is drawn from 0..LOW_T_MAX-1 instead of 0..999")
+    p.add_argument("--low-t-max", type=int, default=200)
     p.add_argument("--model-channels", type=int, default=BUNDLED_CONFIG["model_channels"])
     p.add_argument("--channel-mult", default=",".join(map(str, BUNDLED_CONFIG["channel_mult"])))
     p.add_argument("--res-blocks", type=int, default=BUNDLED_CONFIG["num_res_blocks"])
@@ -47,8 +50,8 @@ def main():
     config = {**BUNDLED_CONFIG, "model_channels": args.model_channels, "num_res_blocks": args.res_blocks,
               "channel_mult": tuple(int(m) for m in args.channel_mult.split(","))}
     train(args.run_dir, config=config, batch_size=args.batch_size, crop=args.crop, min_region=args.min_region,
-          lr=args.lr, warmup=args.warmup,
-          cooldown=args.cooldown, max_steps=args.steps, max_hours=args.hours,
+          lr=args.lr, warmup=args.warmup, cooldown=args.cooldown,
+          low_t_fraction=args.low_t_fraction, low_t_max=args.low_t_max, max_steps=args.steps, max_hours=args.hours,
           checkpoint_minutes=args.checkpoint_minutes, seed=args.seed, threads=args.threads,
           pools=bundled_pools(args.photos), init_weights=args.init)
 
