@@ -1,6 +1,7 @@
 """``svimg train-prior`` / ``svimg.priors.train_prior``: a tiny run end to end, resume, grey stacks, bad inputs."""
 
 import csv
+import json
 
 import imageio.v3 as iio
 import numpy as np
@@ -81,6 +82,26 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
         train_prior(folder, twice, steps=6, resume=True, width=16, progress=False)
 
 
+def test_min_region_reaches_the_crops_and_is_kept_on_resume(tmp_path, monkeypatch):
+    import svimg.priors.train as training
+
+    seen = []
+    real = training.random_crops
+
+    def recording(pools, n, crop, gen, weights, min_region):
+        seen.append((crop, min_region))
+        return real(pools, n, crop, gen, weights, min_region)
+
+    monkeypatch.setattr(training, "random_crops", recording)
+    folder = _images(tmp_path / "imgs", [(40, 40, 3)])
+    out = tmp_path / "p.pt"
+    rc, err = run_cli(["train-prior", folder, out, "--steps", "2", "--min-region", "8", *TINY])
+    assert rc == 0, err
+    train_prior(folder, out, steps=3, resume=True, progress=False)  # the run's min_region unless given
+    assert seen == [(16, 8)] * 3
+    assert json.loads((run_dir_for(out) / "config.json").read_text())["min_region"] == 8
+
+
 def test_grey_stack_gives_a_one_channel_prior_for_grey_data(tmp_path):
     stack = np.random.default_rng(3).random((4, 24, 24)).astype(np.float32)
     svimg.io.save(stack, tmp_path / "cells.tif")
@@ -151,6 +172,8 @@ def test_bad_inputs_raise_one_clear_error_and_write_nothing(tmp_path):
         (dict(sources=[ok], hours=float("nan")), TypeError, "hours must be a finite number"),
         (dict(sources=[ok], steps=0), ValueError, "steps must be an integer >= 1, got 0"),
         (dict(sources=[ok], size=12), ValueError, "size must be a multiple of 8"),
+        (dict(sources=[ok], min_region=0), ValueError, "min_region must be an integer >= 1, got 0"),
+        (dict(sources=[ok], min_region=17), ValueError, "min_region must be at most size=16, got 17"),
         (dict(sources=[ok], width=12), ValueError, "width must be a multiple of 8, got 12"),
         (dict(sources=[ok], batch_size=0), ValueError, "batch_size must be an integer >= 1, got 0"),
         (dict(sources=[ok], channels=2), ValueError, "channels must be 1, 3 or None"),
@@ -176,6 +199,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
         ([mixed, out], "pass channels=1 or 3 (--channels) to convert"),
         ([ok, out, "--hours", "0"], "hours must be > 0, got 0"),
         ([ok, out, "--size", "0"], "argument --size: expected a positive integer, got 0"),
+        ([ok, out, "--min-region", "99", *TINY], "min_region must be at most size=16, got 99"),
         ([ok, out, "--channels", "2"], "argument --channels: invalid choice: 2"),
     ]:
         rc, err = run_cli(["train-prior", *argv])

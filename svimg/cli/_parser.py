@@ -246,6 +246,9 @@ def _add_train_prior(sub):
     p.add_argument("--overwrite", action="store_true", help="replace OUT and start OUT.run/ again")
     p.add_argument("--size", type=_positive_int, default=None, metavar="PIXELS",
                    help=f"training crop side, a multiple of 8 (default {DEFAULT_SIZE}, or the resumed run's)")
+    p.add_argument("--min-region", type=_positive_int, default=None, metavar="PIXELS",
+                   help="smallest source region of a crop, at most --size (default --size, or the resumed run's); "
+                        "smaller regions are enlarged to the crop")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="convert the data to grey (1) or RGB (3); default: the data's own channel count")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",

@@ -95,6 +95,7 @@ def train_prior(
     resume: bool = False,
     overwrite: bool = False,
     size: int | None = None,
+    min_region: int | None = None,
     channels: int | None = None,
     batch_size: int | None = None,
     width: int | None = None,
@@ -116,6 +117,8 @@ def train_prior(
     when only ``hours`` is given) or ``hours`` of wall time, whichever comes first.  ``size``: crop
     side in pixels (default DEFAULT_SIZE), a multiple of 2 ** (levels - 1) = 8; ``width``: the
     network's ``model_channels`` (default USER_CONFIG's); ``batch_size``: default DEFAULT_BATCH_SIZE.
+``min_region``: the smallest source region of a crop, 1..``size`` (default ``size``; smaller enlarges
+some regions to the crop, softer like much camera video; see :func:`~svimg.priors.training_data.random_crops`).
     ``max_side``: images are first downscaled so that their shorter side is at most this.
     ``config`` replaces entries of ``USER_CONFIG`` (advanced; channels always follow the data).
     ``status`` receives one-line progress messages.  See the module docstring for the files and ``resume``.
@@ -132,7 +135,7 @@ def train_prior(
         hours = check_positive_number(hours, "hours")
     if steps is not None:
         steps = check_positive_int(steps, "steps")
-    for name, value in (("size", size), ("batch_size", batch_size), ("width", width)):
+    for name, value in (("size", size), ("min_region", min_region), ("batch_size", batch_size), ("width", width)):
         if value is not None:
             check_positive_int(value, name)
     if channels is not None and channels not in (1, 3):
@@ -152,11 +155,14 @@ def train_prior(
     resumed = torch.load(newest, map_location="cpu", weights_only=False)["config"] if newest else None
     net = _network(resumed or {**USER_CONFIG, **(config or {})}, resumed, width)
     size = size or stored.get("crop", DEFAULT_SIZE)
+    min_region = min_region or stored.get("min_region")
     batch_size = batch_size or stored.get("batch_size", DEFAULT_BATCH_SIZE)
     multiple = 2 ** (len(net["channel_mult"]) - 1)
     if size % multiple:
         raise ValueError(f"size must be a multiple of {multiple} (the network halves the crop "
                          f"{len(net['channel_mult']) - 1} times), got {size}")
+    if min_region is not None and min_region > size:
+        raise ValueError(f"min_region must be at most size={size}, got {min_region}")
     if resumed:
         if channels not in (None, resumed["in_channels"]):
             raise ValueError(f"channels={channels} differs from the resumed run's {resumed['in_channels']} "
@@ -171,8 +177,9 @@ def train_prior(
     if overwrite and not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     max_steps = steps or (DEFAULT_STEPS if hours is None else 2**62)
-    ckpt = train(run_dir, config=net, batch_size=batch_size, crop=size, lr=lr, max_steps=max_steps, max_hours=hours,
-                 checkpoint_minutes=checkpoint_minutes, seed=seed, device=str(dev), progress=progress, pools=[pool])
+    ckpt = train(run_dir, config=net, batch_size=batch_size, crop=size, min_region=min_region, lr=lr,
+                 max_steps=max_steps, max_hours=hours, checkpoint_minutes=checkpoint_minutes, seed=seed,
+                 device=str(dev), progress=progress, pools=[pool])
     sha = export_weights(ckpt, out)
     say(f"wrote {out} ({ckpt.name}, sha256 {sha[:12]})")
     return out
