@@ -42,7 +42,7 @@ def test_degrade_restore_evaluate(tmp_path):
     assert x.dims == ("t", "y", "x") and x.shape == (4, 16, 16)
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     params = json.loads(x.attrs["svimg_parameters"])
-    assert params["nfe"] == 2 and params["seed"] == 3
+    assert params["nfe"] == 2 and params["seed"] == 3 and params["prior_flips"] == 4  # the bundled prior's default
     assert "sha256" in json.dumps(x.attrs).lower()  # the prior's weights are identified
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3, spatial:sr:2"
     result = json.loads(svimg("evaluate", tmp_path / "x.zarr", truth, "--json").stdout)
@@ -78,12 +78,14 @@ def test_sigterm_during_restore_leaves_no_output(tmp_path):
 
 def test_demo(tmp_path):
     out = tmp_path / "demo"
-    proc = svimg("-q", "demo", "--out", out, "--frames", "4", "--size", "16", "--nfe", "2", "--cg-iters", "2")
+    proc = svimg("-q", "demo", "--out", out, "--frames", "4", "--size", "16", "--nfe", "2", "--cg-iters", "2",
+                 "--prior-flips", "1")
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("svimg demo: carphone, 4 frames 16x16")
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
     assert set(rows) == {"degraded", "CG", "svimg"} and all(len(v) == 3 for v in rows.values())
     saved = json.loads((out / "metrics.json").read_text())
+    assert saved["prior"] == "bundled" and saved["prior_flips"] == 1
     assert float(rows["svimg"][0]) == pytest.approx(saved["metrics"]["svimg"]["psnr"], abs=0.01)
     png = iio.imread(out / "demo.png")
     assert png.ndim == 3 and png.shape[0] > 4 * 128  # four rows of frames shown at >= 128 px

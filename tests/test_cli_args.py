@@ -91,14 +91,21 @@ def test_degrade_records_the_operator_and_seeded_noise(tmp_path, clip, capsys):
 
 
 def test_restore_passes_every_sampler_option(tmp_path, clip, capsys, monkeypatch):
-    monkeypatch.setattr(svimg.priors, "load", lambda spec: svimg.priors.GaussianPrior(mean=0.0, std=0.5))
+    loaded = []
+
+    def load(spec, flips=None):
+        loaded.append((spec, flips))
+        return svimg.priors.GaussianPrior(mean=0.0, std=0.5)
+
+    monkeypatch.setattr(svimg.priors, "load", load)
     y = tmp_path / "y.zarr"
     assert run(["degrade", str(clip), str(y), "--op", "temporal:uniform:3"], capsys)[0] == 0
     out = tmp_path / "r.zarr"
     rc, _, err = run(["restore", str(y), str(out), "--nfe", "4", "--eta", "0.5", "--cg-iters", "2", "--gamma", "2.0",
                       "--noise-mode", "initial", "--seed", "11", "--prior", "adm:/somewhere.pt", "--device", "cpu",
-                      "--batch-size", "2"], capsys)
+                      "--batch-size", "2", "--prior-flips", "2"], capsys)
     assert rc == 0, err
+    assert loaded == [("adm:/somewhere.pt", 2)]
     x = io.load(out)
     assert x.shape == (4, 16, 16) and x.attrs["svimg_operation"] == "sample"
     params = json.loads(x.attrs["svimg_parameters"])
@@ -157,6 +164,8 @@ def test_evaluate_table_and_json(tmp_path, clip, capsys):
     (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior", "magic"], "unknown prior"),
     (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior", "adm:{tmp}/none.pt"], "none.pt"),
     (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--method", "magic"], "invalid choice"),
+    (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior-flips", "3"],
+     "argument --prior-flips: invalid choice: 3"),
     (["evaluate", "{x}", "{tmp}/half.npy"], "same shape"),
     (["evaluate", "{x}", "{x}", "--frames", "9"], "more frames"),
     (["demo", "--size", "0"], "--size"),

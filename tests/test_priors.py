@@ -87,6 +87,28 @@ def test_eps_pads_any_size_and_crops_back(tmp_path):
     assert torch.equal(x, x.clone())  # inputs are not mutated (pad makes a copy)
 
 
+@pytest.mark.parametrize("flips", [2, 4])
+def test_flips_average_the_network_over_mirror_images(tmp_path, flips):
+    """eps = (1/|G|) sum_g g eps_theta(g x): equals the explicit mean, and is equivariant under G."""
+    _, path = _tiny_checkpoint(tmp_path)
+    plain, mirrored = priors.adm(path, **TINY), priors.adm(path, flips=flips, **TINY)
+    assert mirrored.flips == flips and plain.flips == 1 and f"flips={flips}" in repr(mirrored)
+    x, t = torch.rand(2, 3, 13, 10) * 2 - 1, torch.tensor([10, 700])
+    mirrors = [(), (-1,), (-2,), (-2, -1)][:flips]
+    expected = sum(plain.eps(x.flip(a), t).flip(a) if a else plain.eps(x, t) for a in mirrors) / flips
+    torch.testing.assert_close(mirrored.eps(x, t), expected)
+    assert not torch.allclose(expected, plain.eps(x, t), atol=1e-3)  # the random network is not symmetric
+    for axes in mirrors[1:]:
+        torch.testing.assert_close(mirrored.eps(x.flip(axes), t), mirrored.eps(x, t).flip(axes))
+
+
+@pytest.mark.parametrize("flips", [0, 3, True, 2.0, "4"])
+def test_bad_flips_name_the_parameter(tmp_path, flips):
+    _, path = _tiny_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match=r"flips must be 1, 2 or 4 \(mirror images averaged\), got"):
+        priors.adm(path, flips=flips, **TINY)
+
+
 @pytest.mark.parametrize(
     "bad, err",
     [
@@ -181,6 +203,11 @@ def test_bundled_prior_loads_and_is_cached():
     x = torch.zeros(1, 3, 20, 24)
     e = prior.eps(x, torch.tensor([500]))
     assert e.shape == x.shape and torch.isfinite(e).all()
+    assert prior.flips == priors.loaders.BUNDLED_FLIPS == 4
+    fast = priors.load("bundled", flips=1)
+    assert fast.flips == 1 and fast is priors.load("bundled", flips=1) and prior.flips == 4  # cached apart
+    with pytest.raises(AttributeError):
+        prior.flips = 1
 
 
 def test_timestep_for_sigma_matches_noise_to_signal_ratio():

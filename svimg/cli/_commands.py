@@ -76,6 +76,14 @@ def degrade(args, status: Status) -> int:
     return 0
 
 
+def _load_prior(args):
+    """Replace the --prior spec in ``args`` by the prior loaded with --prior-flips, when that is given."""
+    if args.prior_flips is not None:
+        from ..priors import load
+
+        args.prior = load(args.prior, flips=args.prior_flips)
+
+
 def _solve(method: str, y, op, args, progress: bool):
     """Run one restoration method on the measurement ``y``."""
     if method == "dds":
@@ -107,6 +115,8 @@ def _forecast(y, op, args):
 def restore(args, status: Status) -> int:
     from .. import distributed, io
 
+    if args.method == "dds":
+        _load_prior(args)
     if args.window is not None or distributed.is_batch(args.input):
         return distributed.restore_command(
             args.input, args.output, args.op, method=args.method, scheduler=args.scheduler, workers=args.workers,
@@ -216,6 +226,8 @@ def demo(args, status: Status) -> int:
     if args.noise_std is None and args.gamma is None and args.noise:
         args.noise_std = "auto"  # the demo's default: the noise level estimated from y
 
+    spec = args.prior
+    _load_prior(args)
     timings = {}
     started = time.perf_counter()
     cg = _solve("cg", y, op, args, progress=False)
@@ -224,7 +236,8 @@ def demo(args, status: Status) -> int:
     started = time.perf_counter()
     restored = _solve("dds", y, op, args, progress=not args.quiet)
     timings["svimg"] = time.perf_counter() - started
-    status(f"svimg (prior {args.prior!r}, nfe {args.nfe}): {timings['svimg']:.1f} s")
+    flips = json.loads(restored.attrs["svimg_parameters"])["prior_flips"]
+    status(f"svimg (prior {spec!r}, {flips} flip(s), nfe {args.nfe}): {timings['svimg']:.1f} s")
 
     results = {}
     if y.shape == truth.shape:
@@ -241,8 +254,8 @@ def demo(args, status: Status) -> int:
     movie = side_by_side(shown)
     summary = {"clip": args.clip, "frames": args.frames, "start": args.start, "size": args.size,
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
-               "gamma": args.gamma, "noise_std": args.noise_std, "noise_mode": args.noise_mode, "prior": args.prior,
-               "seed": args.seed,
+               "gamma": args.gamma, "noise_std": args.noise_std, "noise_mode": args.noise_mode, "prior": spec,
+               "prior_flips": flips, "seed": args.seed,
                "seconds": timings,
                "metrics": {k: {m: v for m, v in r.items() if not m.endswith("_per_frame")} for k, r in results.items()}}
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._device import resolve_device
 
-__all__ = ["NetworkPrior", "file_sha256"]
+__all__ = ["NetworkPrior", "file_sha256", "MIRRORS"]
+
+#: The mirror images ``NetworkPrior.eps`` averages over, by ``flips``: the flipped axes of each.
+MIRRORS = {1: ((),), 2: ((), (-1,)), 4: ((), (-1,), (-2,), (-2, -1))}
 
 
 def file_sha256(path) -> str:
@@ -29,12 +34,20 @@ class NetworkPrior:
     output is cropped back.  On CUDA the network runs under fp16/bf16 autocast in channels_last;
     on the CPU in float32.  The network follows the input's device on first use.
 
+    ``flips`` (1, 2 or 4) averages the prediction over mirror images of x_t:
+    eps(x_t, t) = (1 / |G|) sum_{g in G} g eps_theta(g x_t, t), with G = {identity} (1),
+    + left-right flip (2), + up-down and both (4); each g is its own inverse.  A network trained
+    on flipped crops predicts nearly the same from each mirror image, and the mean has less
+    error; each flip costs one more network call (run one after another: the same peak memory).
+
     Attributes: ``betas`` (float64 (N,)), ``channels``, ``dtype`` (compute dtype on the current
-    device), ``name``, ``sha256`` (of the weights file, or None), ``config``.
+    device), ``name``, ``sha256`` (of the weights file, or None), ``config``, ``flips``.
     """
 
     def __init__(self, net: nn.Module, betas: torch.Tensor, *, channels: int, multiple: int = 1,
-                 name: str = "prior", sha256: str | None = None, config: dict | None = None):
+                 name: str = "prior", sha256: str | None = None, config: dict | None = None, flips: int = 1):
+        if isinstance(flips, bool) or not isinstance(flips, numbers.Integral) or flips not in MIRRORS:
+            raise ValueError(f"flips must be 1, 2 or 4 (mirror images averaged), got {flips!r}")
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         if betas.ndim != 1 or len(betas) < 2 or not bool(((betas > 0) & (betas < 1)).all()):
             raise ValueError(f"betas must be a 1-D schedule with values in (0, 1), got shape {tuple(betas.shape)}")
@@ -45,9 +58,16 @@ class NetworkPrior:
         self.name = name
         self.sha256 = sha256
         self.config = dict(config or {})
+        self._flips = int(flips)
 
     def __repr__(self):
-        return f"{type(self).__name__}(name={self.name!r}, channels={self.channels}, steps={len(self.betas)})"
+        return (f"{type(self).__name__}(name={self.name!r}, channels={self.channels}, steps={len(self.betas)}, "
+                f"flips={self.flips})")
+
+    @property
+    def flips(self) -> int:
+        """Mirror images ``eps`` averages over (1, 2 or 4; fixed at construction)."""
+        return self._flips
 
     @property
     def device(self) -> torch.device:
@@ -67,12 +87,8 @@ class NetworkPrior:
         self.net.to(device, memory_format=fmt)
         return self
 
-    def provenance(self) -> dict:
-        """Name and weights hash, for result attrs."""
-        return {"name": self.name, "sha256": self.sha256}
-
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Predicted noise eps_theta(x_t, t) for a batch; see the class docstring.
+        """Predicted noise eps(x_t, t) for a batch (the mean over ``flips`` mirror images); see the class docstring.
 
         Differentiable in x_t (DPS back-propagates through it); the weights never need grad, so
         a call on an x_t that does not require grad records no graph.
@@ -91,6 +107,15 @@ class NetworkPrior:
             raise ValueError(f"t must lie in [0, {len(self.betas) - 1}], got {int(t.min())}..{int(t.max())}")
         if x_t.device != self.device:
             self.to(x_t.device)
+        mean = None
+        for axes in MIRRORS[self.flips]:
+            e = self._network_eps(x_t.flip(axes) if axes else x_t, t)
+            e = e.flip(axes) if axes else e
+            mean = e if mean is None else mean + e
+        return mean if self.flips == 1 else mean / self.flips
+
+    def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, t) of one network call: padded to ``multiple``, autocast on CUDA, cropped back."""
         h, w = x_t.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         x = x_t.float()

@@ -51,13 +51,14 @@ def _scheduler_betas(scheduler) -> torch.Tensor:
     return torch.as_tensor(betas, dtype=torch.float64)
 
 
-def from_diffusers(model_or_path, *, scheduler=None, device=None) -> NetworkPrior:
+def from_diffusers(model_or_path, *, scheduler=None, device=None, flips: int = 1) -> NetworkPrior:
     """Wrap a diffusers ``UNet2DModel`` (or a directory holding one) as a prior.
 
     ``model_or_path``: a UNet2DModel, a model directory (``config.json`` + weights) or a pipeline
     directory (``unet/`` + ``scheduler/``).  Betas come from ``scheduler`` or the scheduler config
     found next to the model; otherwise linear 1e-4..0.02 over 1000 steps.  A UNet with 2C output
-    channels (learned variance) gives eps = the first C.
+    channels (learned variance) gives eps = the first C.  ``flips``: mirror images eps averages over
+    (:class:`~svimg.priors.base.NetworkPrior`).
     """
     diffusers = _diffusers()
     name, sched_cfg, sha = "diffusers:UNet2DModel", None, None
@@ -91,5 +92,5 @@ def from_diffusers(model_or_path, *, scheduler=None, device=None) -> NetworkPrio
         raise ValueError(f"UNet2DModel has {c_in} input and {c_out} output channels; expected {c_in} or {2 * c_in}")
     multiple = 2 ** (len(unet.config.block_out_channels) - 1)
     prior = NetworkPrior(_UNetEps(unet), betas, channels=c_in, multiple=multiple, name=name, sha256=sha,
-                         config=dict(unet.config))
+                         config=dict(unet.config), flips=flips)
     return prior.to(device) if device is not None else prior

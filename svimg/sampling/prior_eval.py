@@ -34,9 +34,10 @@ def check_prior(prior):
 
 
 def prior_identity(prior) -> dict:
-    """Provenance fields naming the prior: its ``name`` (or class name) and ``sha256`` (or None)."""
+    """Provenance fields naming the prior: its ``name`` (or class name), ``sha256`` (or None) and ``flips`` (or 1)."""
     name = getattr(prior, "name", None) or type(prior).__name__
-    return {"prior": str(name), "prior_sha256": getattr(prior, "sha256", None)}
+    return {"prior": str(name), "prior_sha256": getattr(prior, "sha256", None),
+            "prior_flips": int(getattr(prior, "flips", 1))}
 
 
 class PriorEvaluator:
