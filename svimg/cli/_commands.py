@@ -281,7 +281,7 @@ def train_prior(args, status: Status) -> int:
     from ..priors import train_prior as train
 
     train(args.sources, args.output, hours=args.hours, steps=args.steps, resume=args.resume, overwrite=args.overwrite,
-          size=args.size, min_region=args.min_region, channels=args.channels, batch_size=args.batch_size, width=args.width, lr=args.lr,
-          seed=args.seed, checkpoint_minutes=args.checkpoint_minutes, max_side=args.max_side, device=args.device,
+          size=args.size, min_region=args.min_region, channels=args.channels, batch_size=args.batch_size,
+          width=args.width, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes, max_side=args.max_side, device=args.device,
           progress=not args.quiet, status=status)
     return 0

@@ -1,6 +1,7 @@
 """Measure a prior as a one-step denoiser on held-out frames, plus unconditional samples.
 
-    python -m svimg.priors.evaluate --out docs [--prior bundled] [--run runs/bundled] [--size 256|64|native]
+    python -m svimg.priors.evaluate --out docs [--prior bundled] [--flips 1|2|4] [--run runs/bundled]
+                                    [--size 256|64|native]
 
 Denoising protocol: frames of carphone and bikes (never trained on), centre-cropped and resized
 to 256 x 256 (``--size 64``: 64 x 64; ``--size native``: the full 272 x 640 frames of bikes alone),
@@ -153,7 +154,8 @@ def evaluate(prior, out_dir, *, run_dir=None, per_clip: int = 4, seed: int = 0, 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(x.shape, generator=g)
     frames = f"{per_clip} carphone + {per_clip} bikes, {size}x{size}" if size else f"{per_clip} bikes, native 272x640"
-    res = {"prior": prior.name, "sha256": prior.sha256, "frames": frames, "rows": []}
+    res = {"prior": prior.name, "sha256": prior.sha256, "flips": getattr(prior, "flips", 1), "frames": frames,
+           "rows": []}
     for s in NOISE_LEVELS:
         y = x + s * noise
         t0 = time.perf_counter()
@@ -184,6 +186,8 @@ def evaluate(prior, out_dir, *, run_dir=None, per_clip: int = 4, seed: int = 0, 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior", default="bundled", help="prior spec (see svimg.priors.load)")
+    p.add_argument("--flips", type=int, choices=(1, 2, 4), default=None,
+                   help="mirror images the prior's eps is averaged over (default: the prior's own)")
     p.add_argument("--out", default="docs")
     p.add_argument("--run", default=None, help="training run dir with loss.csv (for the loss plot)")
     p.add_argument("--frames", type=int, default=4, help="frames per held-out clip")
@@ -194,7 +198,7 @@ def main(argv=None):
     from . import load
 
     size = None if args.size == "native" else int(args.size)
-    evaluate(load(args.prior), args.out, run_dir=args.run, per_clip=args.frames,
+    evaluate(load(args.prior, flips=args.flips), args.out, run_dir=args.run, per_clip=args.frames,
              sample_steps=args.sample_steps, with_bm3d=not args.no_bm3d, size=size)
 
 
