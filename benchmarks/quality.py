@@ -187,13 +187,14 @@ def _init_worker(settings: dict) -> None:
     _WORKER["settings"] = settings
 
 
-def load_prior(spec: str):
-    """``"gaussian"`` (the analytic GaussianPrior, for smoke tests) or any ``svimg.priors.load`` spec."""
+def load_prior(spec: str, flips: int | None = None):
+    """``"gaussian"`` (the analytic GaussianPrior, for smoke tests) or any ``svimg.priors.load`` spec,
+    with ``flips`` mirror images (None: the prior's default)."""
     from svimg import priors
 
     if spec == "gaussian":
         return priors.GaussianPrior()
-    return priors.bundled() if spec == "bundled" else priors.load(spec)
+    return priors.load(spec, flips=flips)
 
 
 def _cached(key, make):
@@ -241,7 +242,8 @@ def run_job(job: dict) -> dict:
               "dps": baselines.dps, "diffusion_mbir": baselines.diffusion_mbir}[method.kind]
         kwargs = dict(job["kwargs"])
         if job["nfe"]:
-            kwargs.update(prior=_cached("prior", lambda: load_prior(s["prior"])), seed=s["seed"], progress=False)
+            kwargs.update(prior=_cached("prior", lambda: load_prior(s["prior"], s["prior_flips"])), seed=s["seed"],
+                          progress=False)
         start = time.perf_counter()
         x_hat = fn(y, op, **kwargs)
         row["seconds"] = time.perf_counter() - start
@@ -508,6 +510,8 @@ def parse_args(argv):
     p.add_argument("--methods", default=",".join(m.key for m in METHODS))
     p.add_argument("--tables", default=",".join(ALL_TABLES))
     p.add_argument("--prior", default="bundled", help="svimg.priors.load spec, or 'gaussian' (smoke tests)")
+    p.add_argument("--prior-flips", type=int, choices=(1, 2, 4), default=None,
+                   help="mirror images the prior's eps is averaged over (default: the prior's own)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--seed", type=int, default=0)
@@ -542,7 +546,8 @@ def settings_from(args) -> dict:
     report = REPORT_CLIPS[: args.clips]
     scope = {"paper": PAPER_TABLES, "all": ALL_TABLES}
     return {
-        "size": args.size, "frames": args.frames, "sigma": args.sigma, "sigma_spatial": args.sigma_spatial, "prior": args.prior, "seed": args.seed,
+        "size": args.size, "frames": args.frames, "sigma": args.sigma, "sigma_spatial": args.sigma_spatial, "prior": args.prior,
+        "prior_flips": args.prior_flips, "seed": args.seed,
         "nfe_temporal": args.nfe_temporal, "nfe_spatial": args.nfe_spatial, "nfe_diffusion": args.nfe_diffusion,
         "eta_temporal": 0.15, "eta_spatial": 0.8, "cg_iters": 5,
         "tuning_clip_tuple": TUNING_CLIP, "tuning_clip": clip_name(TUNING_CLIP, args.frames),
@@ -581,8 +586,9 @@ def main(argv=None) -> int:
     (args.out / "quality_tuning.json").write_text(json.dumps(tuning, indent=1, default=float))
     execute(report_jobs(s, tasks, chosen), s, log, "report")
     s["wall_seconds"] = time.perf_counter() - t0
-    prior = load_prior(s["prior"])
+    prior = load_prior(s["prior"], s["prior_flips"])
     s["prior"] = f"{s['prior']} ({getattr(prior, 'name', type(prior).__name__)}, sha256 {getattr(prior, 'sha256', None)})"
+    s["prior_flips"] = getattr(prior, "flips", 1)
     saved = {k: v for k, v in s.items() if k not in ("report_clip_list", "tuning_clip_tuple")}
     (args.out / "quality_settings.json").write_text(json.dumps(saved, indent=1, default=list))
     summary = summarize(log.rows, s)
