@@ -282,6 +282,6 @@ def train_prior(args, status: Status) -> int:
 
     train(args.sources, args.output, hours=args.hours, steps=args.steps, resume=args.resume, overwrite=args.overwrite,
           size=args.size, min_region=args.min_region, channels=args.channels, batch_size=args.batch_size,
-          width=args.width, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes, max_side=args.max_side, device=args.device,
-          progress=not args.quiet, status=status)
+          width=args.width, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+          max_side=args.max_side, device=args.device, progress=not args.quiet, status=status)
     return 0
