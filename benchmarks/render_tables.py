@@ -372,18 +372,26 @@ def tuning_markdown(tuning: dict) -> str:
             + table(["method", "tuned on → applied to", "parameter", "grid", "chosen"], rows))
 
 
-def priors_markdown(old: list[dict], new: list[dict]) -> str:
-    """Ours with the previous bundled prior (``results/prior_old/``) against ours with the current one, per task."""
+def priors_markdown(old: list[dict], new: list[dict], alone: list[dict] = ()) -> str:
+    """Ours with the previous bundled prior (``results/prior_old/``) against ours with the current one, per task;
+    ``alone``: the current network without mirror averaging (``results/prior_current_flips1/``), when measured."""
     if not old or not new:
         return "_No prior comparison yet._"
     mean_new = {r["task"]: float(r["psnr"]) for r in new if r["method"] == "ours"}
+    mean_alone = {r["task"]: float(r["psnr"]) for r in alone if r["method"] == "ours"}
     rows = []
     for r in old:
         if r["method"] != "ours" or r["task"] not in mean_new:
             continue
         before, after = float(r["psnr"]), mean_new[r["task"]]
-        rows.append([r["task"], fmt_float(before, 2), fmt_float(after, 2), f"{after - before:+.2f}"])
-    return table(["task", "previous prior", "current prior", "change (dB)"], rows)
+        row = [r["task"], fmt_float(before, 2)]
+        if mean_alone:
+            row += [fmt_float(mean_alone[r["task"]], 2), f"{mean_alone[r['task']] - before:+.2f}"]
+        rows.append(row + [fmt_float(after, 2), f"{after - before:+.2f}"])
+    head = ["task", "previous prior"]
+    if mean_alone:
+        head += ["current network alone (flips 1)", "change (dB)"]
+    return table(head + ["current prior (flips 4)" if mean_alone else "current prior", "change (dB)"], rows)
 
 
 # ----------------------------------------------------------------------------- README
@@ -418,7 +426,8 @@ def render(results: Path, readme: Path) -> dict:
         "sampler": sampler_section(benches),
         "quality": quality,
         "priors": priors_markdown(_optional_csv(results / "prior_old" / "quality_summary.csv"),
-                                  _optional_csv(summary_path)),
+                                  _optional_csv(summary_path),
+                                  _optional_csv(results / "prior_current_flips1" / "quality_summary.csv")),
     }
     text = readme.read_text()
     for name in SECTIONS:
