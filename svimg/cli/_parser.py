@@ -122,6 +122,8 @@ def _noise_std(text: str):
 
 
 def _add_sampler(p, noise_std_help=""):
+    from ..priors.base import MIRRORS
+    from ..priors.loaders import BUNDLED_FLIPS
     from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE
 
     p.add_argument("--nfe", type=_positive_int, default=DEFAULT_NFE, help="prior evaluations (diffusion steps)")
@@ -139,9 +141,11 @@ def _add_sampler(p, noise_std_help=""):
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")
     p.add_argument("--prior", default="bundled", metavar="SPEC",
                    help="image prior: bundled | PATH.pt (from `svimg train-prior`) | adm:PATH | diffusers:PATH")
-    p.add_argument("--prior-flips", type=int, choices=(1, 2, 4), default=None, metavar="{1,2,4}",
+    p.add_argument("--prior-flips", type=int, choices=tuple(MIRRORS), default=None,
+                   metavar="{" + ",".join(map(str, MIRRORS)) + "}",
                    help="mirror images the prior's prediction is averaged over, one network call each "
-                        "(default: the prior's own, 4 for bundled and 1 for the others; 1 is the fastest)")
+                        f"(default: the prior's own, {BUNDLED_FLIPS} for bundled and 1 for the others; "
+                        "1 is the fastest)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="most frames per prior evaluation; when omitted, as many as fit in the free memory")
