@@ -117,8 +117,8 @@ def train_prior(
     when only ``hours`` is given) or ``hours`` of wall time, whichever comes first.  ``size``: crop
     side in pixels (default DEFAULT_SIZE), a multiple of 2 ** (levels - 1) = 8; ``width``: the
     network's ``model_channels`` (default USER_CONFIG's); ``batch_size``: default DEFAULT_BATCH_SIZE.
-``min_region``: the smallest source region of a crop, 1..``size`` (default ``size``; smaller enlarges
-some regions to the crop, softer like much camera video; see :func:`~svimg.priors.training_data.random_crops`).
+    ``min_region``: the smallest source region of a crop, 1..``size`` (default ``size``, or the resumed
+    run's; smaller enlarges some regions to the crop, see :func:`~svimg.priors.training_data.random_crops`).
     ``max_side``: images are first downscaled so that their shorter side is at most this.
     ``config`` replaces entries of ``USER_CONFIG`` (advanced; channels always follow the data).
     ``status`` receives one-line progress messages.  See the module docstring for the files and ``resume``.
