@@ -5,7 +5,8 @@ prior's training data; ``clip("carphone")`` and ``clip("bikes")`` are never trai
 """
 
 from .cells import cells
+from .recorded import record
 from .stills import STILL_NAMES, stills
 from .videos import CLIPS, clip, clip_path, square_resize
 
-__all__ = ["cells", "stills", "STILL_NAMES", "clip", "clip_path", "CLIPS", "square_resize"]
+__all__ = ["cells", "record", "stills", "STILL_NAMES", "clip", "clip_path", "CLIPS", "square_resize"]

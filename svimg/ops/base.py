@@ -74,6 +74,15 @@ class LinearOperator:
         """A at this input shape as one matrix per axis (:class:`AxisFactors`), or None when it is not one."""
         return None
 
+    @property
+    def margins(self) -> tuple[int, int]:
+        """(lead, trail): input frames before the first and after the last measured frame's own.
+
+        Nonzero for a temporal PSF with the "valid" boundary (:class:`~svimg.ops.TemporalPSF`):
+        input frame ``t + lead`` is the one measured frame t is centred on.
+        """
+        return (0, 0)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
@@ -158,6 +167,11 @@ class Composed(LinearOperator):
         pair = self._factor_pair(input_shape)
         return None if pair is None else pair[0].after(pair[1])
 
+    @property
+    def margins(self):
+        (a, b), (c, d) = self.outer.margins, self.inner.margins
+        return (a + c, b + d)
+
     def factors(self) -> list[LinearOperator]:
         """The chain of operators, outermost first."""
         left = self.outer.factors() if isinstance(self.outer, Composed) else [self.outer]
@@ -192,6 +206,10 @@ class Scaled(LinearOperator):
     def kronecker(self, input_shape):
         f = self.op.kronecker(input_shape)
         return None if f is None else AxisFactors(self.scale * f.scale, f.matrices)
+
+    @property
+    def margins(self):
+        return self.op.margins
 
     def __repr__(self):
         return f"{self.scale:g} * {self.op!r}"

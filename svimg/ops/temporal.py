@@ -4,12 +4,23 @@ Convention (a true convolution, as ``scipy.ndimage.convolve1d``)::
 
     y[t] = sum_j k[j] x[b(t - j + c)],    c = len(k) // 2
 
-where ``b`` maps an out-of-range frame index back into [0, T) according to the
-boundary: ``"circular"`` (i mod T, the reference code's choice), ``"reflect"``
-(half-sample symmetric, d c b a | a b c d | d c b a), ``"replicate"`` (clamp)
-or ``"zero"`` (the term is dropped).  For a given T the operator is a T x T
-matrix M acting on every pixel's time series; the adjoint is M^T and the normal
-operator M^T M, each applied in one pass by :mod:`svimg._dispatch`.
+The boundary says what the frames past either end of the clip are:
+
+``"valid"`` (the default: a clip cut from a longer recording)
+    No rule: the unknown video is longer than the measurement.  Its frames
+    reach ``lead = len(k) - 1 - c`` frames before the first measured exposure
+    and ``c`` frames after the last one, and the measurement has a row only
+    where an exposure is complete: T_x unknown frames give
+    ``T_y = T_x - len(k) + 1`` rows, ``y[t] = sum_j k[j] x[t + len(k) - 1 - j]``.
+    Unknown frame ``t + lead`` is the centre of exposure t (:attr:`TemporalPSF.margins`).
+    Per pixel, ``len(k) - 1`` time series are invisible to it (for a box of width
+    k: period k, zero sum over a period).
+``"circular"`` (the paper's reference code), ``"reflect"`` (half-sample symmetric, d c b a | a b c d | d c b a), ``"replicate"`` (clamp), ``"zero"`` (the term is dropped)
+    ``b`` maps an out-of-range index back into [0, T): T frames in, T out.
+
+For a given T_x the operator is a (T_y, T_x) matrix M acting on every pixel's
+time series; the adjoint is M^T and the normal operator M^T M (T_x x T_x), each
+applied in one pass by :mod:`svimg._dispatch`.
 """
 
 from __future__ import annotations
@@ -17,14 +28,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
 from .. import _dispatch
 from .._validate import check_positive_int, check_positive_number
 from .base import AxisFactors, LinearOperator
 
-__all__ = ["TemporalPSF", "BOUNDARIES"]
+__all__ = ["TemporalPSF", "BOUNDARIES", "DEFAULT_BOUNDARY"]
 
-BOUNDARIES = ("circular", "zero", "reflect", "replicate")
+BOUNDARIES = ("valid", "circular", "zero", "reflect", "replicate")
+DEFAULT_BOUNDARY = "valid"
 
 
 def _boundary_index(i: int, T: int, boundary: str) -> int | None:
@@ -33,7 +46,7 @@ def _boundary_index(i: int, T: int, boundary: str) -> int | None:
         return i
     if boundary == "circular":
         return i % T
-    if boundary == "zero":
+    if boundary in ("zero", "valid"):  # "valid": the square matrix's rows that are complete are kept
         return None
     if boundary == "replicate":
         return min(max(i, 0), T - 1)
@@ -50,15 +63,17 @@ class TemporalPSF(LinearOperator):
         Uniform kernel of this many frames (``k[j] = 1 / width``).  The paper uses 7 and 13.
     kernel : 1-D array, optional
         Any kernel instead of ``width``.
-    boundary : {"circular", "zero", "reflect", "replicate"}
-        How frames beyond either end are filled.  The adjoint is always the
-        exact M^T; M is symmetric (self-adjoint) only for a symmetric kernel
+    boundary : {"valid", "circular", "zero", "reflect", "replicate"}
+        What lies beyond either end (module docstring).  "valid" (the default)
+        models a clip cut from a longer recording: ``support - 1`` more unknown
+        frames than measured ones, no invented frames.  The adjoint is always the
+        exact M^T; M is square and symmetric (self-adjoint) only for a symmetric kernel
         with the circular, zero or reflect boundary, never with "replicate".
     normalize : bool
         Scale the kernel to sum to 1 (the default; a PSF conserves intensity).
     """
 
-    def __init__(self, width: int | None = None, *, kernel=None, boundary: str = "circular", normalize: bool = True):
+    def __init__(self, width: int | None = None, *, kernel=None, boundary: str = DEFAULT_BOUNDARY, normalize: bool = True):
         if (width is None) == (kernel is None):
             raise ValueError("TemporalPSF needs exactly one of width=<int> or kernel=<1-D array>")
         if width is not None:
@@ -85,12 +100,12 @@ class TemporalPSF(LinearOperator):
         self.boundary = boundary
 
     @classmethod
-    def uniform(cls, width: int, boundary: str = "circular") -> "TemporalPSF":
+    def uniform(cls, width: int, boundary: str = DEFAULT_BOUNDARY) -> "TemporalPSF":
         """Box PSF averaging ``width`` frames."""
         return cls(width, boundary=boundary)
 
     @classmethod
-    def gaussian(cls, sigma: float = 1.0, truncate: float = 3.0, boundary: str = "circular") -> "TemporalPSF":
+    def gaussian(cls, sigma: float = 1.0, truncate: float = 3.0, boundary: str = DEFAULT_BOUNDARY) -> "TemporalPSF":
         """Sampled Gaussian ``exp(-j^2 / (2 sigma^2))`` for |j| <= round(truncate * sigma), normalised to sum 1."""
         sigma = check_positive_number(sigma, "sigma")
         radius = int(check_positive_number(truncate, "truncate") * sigma + 0.5)
@@ -102,9 +117,31 @@ class TemporalPSF(LinearOperator):
         """Number of taps of the kernel (frames one output frame depends on)."""
         return self.kernel.size
 
+    @property
+    def margins(self) -> tuple[int, int]:
+        """(lead, trail): unknown frames before the first and after the last measured exposure's centre.
+
+        ``(support - 1 - c, c)`` with c = support // 2 for "valid", (0, 0) for every other boundary.
+        """
+        if self.boundary != "valid":
+            return (0, 0)
+        c = self.support // 2
+        return (self.support - 1 - c, c)
+
+    def output_shape(self, input_shape):
+        extra = sum(self.margins)
+        if input_shape[0] <= extra:
+            raise ValueError(f"{self!r} needs more than {extra} frames (one complete exposure), got {input_shape[0]}")
+        return (input_shape[0] - extra, *input_shape[1:])
+
+    def input_shape(self, output_shape):
+        if output_shape[0] < 1:
+            raise ValueError(f"{self!r} needs at least one measured frame, got {output_shape[0]}")
+        return (output_shape[0] + sum(self.margins), *output_shape[1:])
+
     @functools.lru_cache(maxsize=32)
-    def matrix(self, T: int) -> np.ndarray:
-        """The T x T float64 matrix M with y = M x along time (read-only)."""
+    def _square(self, T: int) -> np.ndarray:
+        """The T x T matrix of the boundary rule ("valid": the zero boundary's, whose complete rows M keeps)."""
         k, c = self.kernel, self.kernel.size // 2
         M = np.zeros((T, T))
         for t in range(T):
@@ -112,6 +149,19 @@ class TemporalPSF(LinearOperator):
                 s = _boundary_index(t - j + c, T, self.boundary)
                 if s is not None:
                     M[t, s] += w
+        M.setflags(write=False)
+        return M
+
+    def _rows(self, T: int) -> slice:
+        """The rows of ``_square(T)`` that M keeps (all but the incomplete exposures for "valid")."""
+        lead, trail = self.margins
+        return slice(lead, T - trail)
+
+    @functools.lru_cache(maxsize=32)
+    def matrix(self, T: int) -> np.ndarray:
+        """The (T_y, T) float64 matrix M with y = M x along time for T input frames (read-only)."""
+        self.output_shape((T,))
+        M = np.ascontiguousarray(self._square(T)[self._rows(T)])
         M.setflags(write=False)
         return M
 
@@ -125,15 +175,25 @@ class TemporalPSF(LinearOperator):
         return AxisFactors(matrices={0: self.matrix(input_shape[0])})
 
     def forward(self, x):
-        return _dispatch.time_apply(x, self.matrix(x.shape[0]))
+        T = x.shape[0]
+        self.output_shape(tuple(x.shape))
+        return _dispatch.time_apply(x, self._square(T))[self._rows(T)]
 
     def adjoint(self, y):
-        return _dispatch.time_apply(y, self.matrix(y.shape[0]).T)
+        T = self.input_shape(tuple(y.shape))[0]
+        if self.boundary != "valid":
+            return _dispatch.time_apply(y, self._square(T).T)
+        lead, trail = self.margins  # M^T y = S^T (y padded with the incomplete rows as zeros)
+        padded = torch.cat([y.new_zeros((lead, *y.shape[1:])), y, y.new_zeros((trail, *y.shape[1:]))])
+        return _dispatch.time_apply(padded, self._square(T).T)
 
     def normal(self, x):
         """M^T M x in one pass (no intermediate volume; the CPU kernel may run M and M^T per pixel block)."""
-        M = self.matrix(x.shape[0])
-        return _dispatch.time_apply(x, self._normal_matrix(x.shape[0]), factors=(M, M.T))
+        T = x.shape[0]
+        if self.boundary == "valid":
+            return _dispatch.time_apply(x, self._normal_matrix(T))
+        M = self.matrix(T)
+        return _dispatch.time_apply(x, self._normal_matrix(T), factors=(M, M.T))
 
     def __eq__(self, other):
         return (

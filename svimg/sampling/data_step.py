@@ -71,8 +71,8 @@ def steepest_descent(
     return x, history
 
 
-def _solve(op, y, x0, n_iter, gamma, solver, tol, rtol=0.0, aty=None) -> tuple[torch.Tensor, list[float]]:
-    H, b = normal_system(op, y, x0, gamma, aty)
+def _solve(op, y, x0, n_iter, gamma, solver, tol, rtol=0.0, aty=None, smooth=0.0) -> tuple[torch.Tensor, list[float]]:
+    H, b = normal_system(op, y, x0, gamma, aty, smooth)
     if solver == "cg":
         return conjugate_gradient(H, b, x0, n_iter, tol, rtol=rtol)
     return steepest_descent(H, b, x0, n_iter, tol, rtol=rtol)
@@ -98,8 +98,9 @@ class DataStep:
 
     def __init__(self, op, y: torch.Tensor, schedule, *, n_iter: int, gamma: float | None = None,
                  sigma_y: float | None = None, solver: str = "cg", final_iters: int = DEFAULT_FINAL_CG_ITERS,
-                 dtype: torch.dtype | None = None, tol: float = 1e-5):
+                 dtype: torch.dtype | None = None, tol: float = 1e-5, smooth: float = 0.0):
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
+        self.smooth = smooth
         self.y = y if dtype is None else y.to(dtype)
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
@@ -127,7 +128,9 @@ class DataStep:
         start = x0.to(self.y.dtype)
         if last and gamma is None:
             return self._exact(start).to(x0.dtype)
-        x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol, aty=self.aty)
+        smooth = self.smooth if gamma is not None else 0.0
+        x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol, aty=self.aty,
+                            smooth=smooth)
         if last:
             self.final_residual, self.final_method = _relative(history), self.solver
         return x.to(x0.dtype)

@@ -27,10 +27,10 @@ from typing import Callable
 import torch
 
 from .._provenance import provenance
-from .._validate import check_gamma, check_positive_int, check_unit_interval
-from ._common import check_choice, prepare_run, progress_bar
+from .._validate import check_gamma, check_positive_int, check_positive_number, check_unit_interval
+from ._common import check_choice, check_flag, prepare_run, progress_bar
 from .data_step import DEFAULT_FINAL_CG_ITERS, SOLVERS, DataStep
-from .noise_level import check_noise_std, resolve_noise_std
+from .noise_level import AUTO, check_noise_std, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
 
@@ -39,6 +39,7 @@ __all__ = ["sample", "dds_step", "run_dds", "tweedie", "DEFAULT_NFE", "DEFAULT_E
 DEFAULT_NFE = 20
 DEFAULT_ETA = 0.15
 DEFAULT_CG_ITERS = 5
+DEFAULT_SMOOTH_T = 0.03  # lam of the temporal term; tuned on development clips (benchmarks/recorded.py)
 
 Tensor = torch.Tensor
 
@@ -98,10 +99,10 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
 
 
 def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ETA, cg_iters: int = DEFAULT_CG_ITERS,
-           gamma: float | None = None, noise_std=None, noise: str = "batch", solver: str = "cg",
-           final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, seed: int | None = None,
-           generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None, device=None,
-           progress: bool = True, callback=None):
+           gamma: float | None = None, noise_std=AUTO, smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
+           solver: str = "cg", final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, keep_margins: bool = False,
+           seed: int | None = None, generator: torch.Generator | None = None, x_T=None,
+           batch_size: int | None = None, device=None, progress: bool = True, callback=None):
     """Restore a video from ``y = A x`` with an image diffusion prior (batch-consistent DDS).
 
     Parameters
@@ -109,7 +110,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     y : array, tensor or DataArray
         The measurement, (T, C, H, W) or (T, H, W), values in [0, 1].
     op : svimg.ops.LinearOperator
-        The degradation A; the result has its input shape ``op.input_shape(y.shape)``.
+        The degradation A.  The sampler restores its whole input, shape ``op.input_shape(y.shape)``;
+        with a "valid" temporal PSF (the default boundary) that is ``op.margins`` frames longer than y
+        at either end, and the result returned is the frames aligned with y's (``keep_margins``).
     prior : prior object, spec string or None
         None loads :func:`svimg.priors.bundled`; a string goes to :func:`svimg.priors.load`.
         Single-channel data runs through a multi-channel prior by replicating
@@ -124,9 +127,11 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     gamma : float or None
         The paper's fixed weight for noisy data: (I + gamma A^T A) x = x0 + gamma A^T y.
         Not together with ``noise_std``.
-    noise_std : None, float >= 0 or "auto"
+    noise_std : "auto" (default), float >= 0 or None
         The measurement's Gaussian noise standard deviation sigma_y in [0, 1] units;
-        "auto" estimates it from y (:func:`~svimg.sampling.noise_level.estimate_noise_std`).
+        "auto" estimates it from y (:func:`~svimg.sampling.noise_level.estimate_noise_std`; an
+        estimate at or below 8-bit rounding, :data:`~svimg.sampling.noise_level.QUANTIZATION_STD`,
+        counts as noise-free).
         Given, each data step solves the step's MAP problem
         (I + w_t A^T A) x = x0 + w_t A^T y with w_t = s_t^2 / sigma_y^2 and s_t^2
         the Tweedie estimate's error at step t (:mod:`svimg.sampling.noise_level`).
@@ -134,6 +139,11 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
         data step is exact, ||r|| / ||r_0|| < 1e-6: one direct solve in the eigenbasis of
         A^T A when A is separable (temporal PSFs, blur, downsampling and their products;
         :mod:`svimg.solvers.eigenbasis`), else CG until the tolerance.
+    smooth_t : float >= 0
+        lam of the temporal term in every noisy data step,
+        (I + w_t (A^T A + lam D_t^T D_t)) x = x0 + w_t A^T y, D_t the frame-to-frame difference:
+        it removes what a per-frame image prior cannot see (flicker, the null space of a
+        "valid" temporal PSF).  0 turns it off; noise-free data steps do not use it.
     noise : {"batch", "initial", "independent"}
         Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
     solver : {"cg", "gd"}
@@ -141,6 +151,8 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     final_cg_iters : int
         Most CG iterations of the noise-free exact last data step (where it is not, or not
         entirely, solved directly).
+    keep_margins : bool
+        Return the whole restored input, the ``op.margins`` frames past either end of y included.
     seed, generator
         The only sources of randomness (at most one).  With neither a seed is
         drawn from the OS and recorded in the provenance.
@@ -173,19 +185,25 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     noise_std = check_noise_std(noise_std, gamma)
     check_choice(solver, "solver", SOLVERS)
     final_cg_iters = check_positive_int(final_cg_iters, "final_cg_iters", minimum=0)
+    smooth_t = check_positive_number(smooth_t, "smooth_t", allow_zero=True)
+    check_flag(keep_margins, "keep_margins")
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
                       batch_size=batch_size, device=device, progress=progress, callback=callback,
                       weighted=gamma is not None or noise_std is not None)
     sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
-                       solver=solver, final_iters=final_cg_iters, dtype=dtype)
+                       solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t)
 
     with torch.no_grad():
         x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
                     noise=run.noise, progress=progress, callback=callback)
+    lead, trail = op.margins
+    if not keep_margins:
+        x = x[lead:x.shape[0] - trail]
     attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
-                       noise_std_estimated=estimated, solver=solver, final_cg_iters=final_cg_iters,
+                       noise_std_estimated=estimated, smooth_t=smooth_t, margins=[lead, trail],
+                       margins_kept=keep_margins, solver=solver, final_cg_iters=final_cg_iters,
                        final_relative_residual=data_fn.final_residual, final_step=data_fn.final_method,
                        data_dtype=str(dtype).replace("torch.", ""),
                        **run.provenance_params())

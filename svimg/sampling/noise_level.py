@@ -44,10 +44,11 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["AUTO", "PRIOR_SPREAD", "check_noise_std", "estimate_noise_std", "resolve_noise_std",
+__all__ = ["AUTO", "QUANTIZATION_STD", "PRIOR_SPREAD", "check_noise_std", "estimate_noise_std", "resolve_noise_std",
            "tweedie_error_var", "map_weight"]
 
 AUTO = "auto"
+QUANTIZATION_STD = 1 / (255 * 12**0.5)  # the rounding error of 8-bit data, uniform over one level: 0.00113
 PRIOR_SPREAD = 1.15e-3  # v above: benchmarks/results/noise_weight_tuning.json (carphone[100:116])
 
 
@@ -82,10 +83,13 @@ def estimate_noise_std(y: torch.Tensor) -> float:
 
 
 def resolve_noise_std(noise_std, y: torch.Tensor) -> tuple[float | None, bool]:
-    """(sigma_y or None, estimated?) for a checked ``noise_std``; 0 counts as noise-free (None)."""
+    """(sigma_y or None, estimated?) for a checked ``noise_std``; 0 counts as noise-free (None).
+
+    An estimate at or below :data:`QUANTIZATION_STD` (8-bit rounding alone) counts as noise-free.
+    """
     if noise_std == AUTO:
         sigma = estimate_noise_std(y)
-        return (sigma if sigma > 0 else None), True
+        return (sigma if sigma > QUANTIZATION_STD else None), True
     return (noise_std or None), False
 
 

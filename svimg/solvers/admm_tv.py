@@ -26,6 +26,7 @@ import torch
 
 from .._validate import check_positive_int, check_positive_number
 from .cg import conjugate_gradient
+from .differences import finite_difference, finite_difference_adjoint
 
 __all__ = ["TVSplit", "admm_tv", "finite_difference", "finite_difference_adjoint", "soft_threshold", "tv_dims"]
 
@@ -38,24 +39,6 @@ def tv_dims(axes) -> tuple[int, ...]:
     if not names or any(a not in AXIS_DIMS for a in names) or len(set(names)) != len(names):
         raise ValueError(f"axes must be distinct names among 't', 'y', 'x' (e.g. 'tyx' or ('t',)), got {axes!r}")
     return tuple(AXIS_DIMS[a] for a in names)
-
-
-def finite_difference(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """D x: the forward differences x[i+1] - x[i] along each dim in ``dims``."""
-    return tuple(torch.diff(x, dim=d) for d in dims)
-
-
-def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape) -> torch.Tensor:
-    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero)."""
-    out = None
-    for vd, d in zip(v, dims):
-        if out is None:
-            out = vd.new_zeros(shape)
-        n = shape[d]
-        if n > 1:
-            out.narrow(d, 0, n - 1).sub_(vd)
-            out.narrow(d, 1, n - 1).add_(vd)
-    return out
 
 
 def soft_threshold(v: torch.Tensor, threshold: float) -> torch.Tensor:

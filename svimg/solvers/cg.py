@@ -23,6 +23,7 @@ import torch
 from .. import _dispatch
 from ..ops.base import Scaled
 from ..ops.temporal import TemporalPSF
+from .differences import laplacian_matrix, temporal_laplacian
 
 __all__ = ["conjugate_gradient", "normal_system"]
 
@@ -42,14 +43,17 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _NormalSystem:
-    """H v = A^T A v, or v + gamma A^T A v: callable like a function, and able to say
+    """H v = G v, or v + gamma G v, with G = A^T A + smooth L (L the temporal Laplacian,
+    :mod:`svimg.solvers.differences`): callable like a function, and able to say
     when it is a single T x T matrix along time (see :meth:`time_matrix`)."""
 
-    def __init__(self, op, gamma: float | None):
-        self.op, self.gamma = op, gamma
+    def __init__(self, op, gamma: float | None, smooth: float = 0.0):
+        self.op, self.gamma, self.smooth = op, gamma, smooth
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         n = self.op.normal(v)
+        if self.smooth:
+            n.add_(temporal_laplacian(v), alpha=self.smooth)
         return n if self.gamma is None else v + self.gamma * n
 
     def time_matrix(self, T: int) -> np.ndarray | None:
@@ -59,24 +63,26 @@ class _NormalSystem:
             op, scale = op.op, scale * op.scale
         if not isinstance(op, TemporalPSF):
             return None
-        N = scale**2 * op._normal_matrix(T)
+        N = scale**2 * op._normal_matrix(T) + (self.smooth * laplacian_matrix(T) if self.smooth else 0)
         return N if self.gamma is None else np.eye(T) + self.gamma * N
 
 
 def normal_system(op, y: torch.Tensor, x0: torch.Tensor | None, gamma: float | None,
-                  aty: torch.Tensor | None = None):
+                  aty: torch.Tensor | None = None, smooth: float = 0.0):
     """The system CG solves for a data step.
 
     Without ``gamma``: ``A^T A x = A^T y``.  With ``gamma`` (DDS's regularised
-    form for noisy data): ``(I + gamma A^T A) x = x0 + gamma A^T y``.
+    form for noisy data): ``(I + gamma A^T A) x = x0 + gamma A^T y``.  ``smooth`` = lam > 0
+    adds a quadratic smoothness along time to the data term, ``A^T A -> A^T A + lam D_t^T D_t``
+    (``(I + gamma (A^T A + lam D_t^T D_t)) x = x0 + gamma A^T y``).
     ``aty``: A^T y when the caller already has it (a sampler reuses it every step).
     Returns ``(H, b)`` with H a callable ``H(v)``.
     """
     aty = op.adjoint(y) if aty is None else aty
     if gamma is None:
-        return _NormalSystem(op, None), aty
+        return _NormalSystem(op, None, smooth), aty
     g = float(gamma)
-    return _NormalSystem(op, g), x0 + g * aty
+    return _NormalSystem(op, g, smooth), x0 + g * aty
 
 
 class _TorchCG:

@@ -1,0 +1,43 @@
+"""Forward differences along axes of a (T, C, H, W) volume, their adjoint, and the temporal Laplacian.
+
+``(D_d x)_i = x_{i+1} - x_i`` along dim d (one fewer sample, so no boundary term) and
+``(D_d^T v)_i = v_{i-1} - v_i`` with ``v_{-1} = v_{n-1} = 0``.  Along time,
+``L = D_t^T D_t`` is the T x T matrix with 1, 2, ..., 2, 1 on the diagonal and -1 beside it
+(a Neumann second difference): ``<x, L x> = ||D_t x||^2``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["finite_difference", "finite_difference_adjoint", "temporal_laplacian", "laplacian_matrix"]
+
+
+def finite_difference(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """D x: the forward differences x[i+1] - x[i] along each dim in ``dims``."""
+    return tuple(torch.diff(x, dim=d) for d in dims)
+
+
+def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape) -> torch.Tensor:
+    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero)."""
+    out = None
+    for vd, d in zip(v, dims):
+        if out is None:
+            out = vd.new_zeros(shape)
+        n = shape[d]
+        if n > 1:
+            out.narrow(d, 0, n - 1).sub_(vd)
+            out.narrow(d, 1, n - 1).add_(vd)
+    return out
+
+
+def temporal_laplacian(x: torch.Tensor) -> torch.Tensor:
+    """L x = D_t^T D_t x along dim 0 (module docstring)."""
+    return finite_difference_adjoint(finite_difference(x, (0,)), (0,), x.shape)
+
+
+def laplacian_matrix(T: int) -> np.ndarray:
+    """L as a T x T float64 matrix."""
+    D = np.diff(np.eye(T), axis=0)
+    return D.T @ D
