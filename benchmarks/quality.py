@@ -163,8 +163,7 @@ def base_kwargs(method: Method, task: Task, s: dict) -> tuple[dict, int]:
     if method.kind == "sample":
         nfe = s["nfe_spatial"] if spatial else s["nfe_temporal"]
         kw.update(nfe=nfe, eta=s["eta_spatial"] if spatial else s["eta_temporal"], cg_iters=s["cg_iters"])
-        if task.sigma > 0:
-            kw["noise_std"] = "auto"  # estimated from y: nothing tuned
+        kw["noise_std"] = "auto" if task.sigma > 0 else None  # estimated from y (nothing tuned), or named noise-free
         return kw, nfe
     if method.kind in ("dps", "diffusion_mbir"):
         kw["nfe"] = s["nfe_diffusion"]

@@ -24,7 +24,7 @@ def cg_only(y, op, *, n_iter: int = DEFAULT_NFE * DEFAULT_CG_ITERS, tol: float =
 
     ``n_iter`` defaults to the sampler's total data-step budget, nfe * cg_iters
     = 20 * 5 = 100 iterations; CG stops earlier once ||A^T y - A^T A x|| < ``tol``.
-    The result is clamped to [0, 1].
+    The result (the frames aligned with y, see ``op.margins``) is clamped to [0, 1].
     """
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
     tol = check_positive_number(tol, "tol", allow_zero=True)
@@ -34,7 +34,7 @@ def cg_only(y, op, *, n_iter: int = DEFAULT_NFE * DEFAULT_CG_ITERS, tol: float =
         H, b = normal_system(op, problem.y, x0, None)
         x, _ = conjugate_gradient(H, b, x0, n_iter, tol)
     attrs = provenance("baselines.cg_only", op, n_iter=n_iter, tol=tol, device=str(problem.device))
-    return problem.vol.wrap(x.clamp(0, 1), attrs)
+    return problem.vol.wrap(problem.aligned(x).clamp(0, 1), attrs)
 
 
 def admm_tv(y, op, *, lam: float = 1e-3, rho: float = 1.0, n_iter: int = 30, cg_iters: int = 20,
@@ -44,7 +44,7 @@ def admm_tv(y, op, *, lam: float = 1e-3, rho: float = 1.0, n_iter: int = 30, cg_
     Anisotropic TV with forward differences along ``axes`` (default t, y, x:
     the paper's 3-D TV); ``n_iter`` ADMM iterations of ``cg_iters`` CG steps each,
     penalty ``rho`` (paper: 30, 20, rho = 1, lam = 0.001).  See
-    :func:`svimg.solvers.admm_tv`.  The result is clamped to [0, 1].
+    :func:`svimg.solvers.admm_tv`.  The result (aligned with y) is clamped to [0, 1].
     """
     dims = tv_dims(axes)
     problem = prepare_problem(y, op, device)
@@ -53,4 +53,4 @@ def admm_tv(y, op, *, lam: float = 1e-3, rho: float = 1.0, n_iter: int = 30, cg_
         x, _ = _admm_tv_solver(op, problem.y, x0, lam=lam, rho=rho, n_iter=n_iter, cg_iters=cg_iters, dims=dims)
     attrs = provenance("baselines.admm_tv", op, lam=lam, rho=rho, n_iter=n_iter, cg_iters=cg_iters,
                        axes="".join(axes), device=str(problem.device))
-    return problem.vol.wrap(x.clamp(0, 1), attrs)
+    return problem.vol.wrap(problem.aligned(x).clamp(0, 1), attrs)

@@ -125,7 +125,7 @@ def dps(y, op, prior=None, *, nfe: int = 1000, step_size: float = 30.0, noise: s
             if callback is not None:
                 callback(step, t, (x0 + 1) / 2)
     attrs = provenance("baselines.dps", op, step_size=step_size, **run.provenance_params())
-    return run.problem.vol.wrap(((x + 1) / 2).clamp(0, 1), attrs)
+    return run.problem.vol.wrap(run.problem.aligned(((x + 1) / 2).clamp(0, 1)), attrs)
 
 
 def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho: float = 0.1, lam: float = 1e-3,
@@ -163,4 +163,4 @@ def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho
                     progress=progress, callback=callback, desc="svimg.baselines.diffusion_mbir")
     attrs = provenance("baselines.diffusion_mbir", op, eta=eta, rho=rho, lam=lam, admm_iters=admm_iters,
                        cg_iters=cg_iters, **run.provenance_params())
-    return run.problem.vol.wrap(x, attrs)
+    return run.problem.vol.wrap(run.problem.aligned(x), attrs)

@@ -76,6 +76,11 @@ class Problem:
     def dtype(self) -> torch.dtype:
         return self.y.dtype
 
+    def aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """The frames of a restored input x that line up with y's: all but ``op.margins`` at either end."""
+        lead, trail = self.op.margins
+        return x[lead:x.shape[0] - trail]
+
 
 def prepare_problem(y, op, device) -> Problem:
     """Validate ``op`` and ``y`` (finite, shape an output of op, in range) and move y to ``device``.

@@ -198,11 +198,10 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     with torch.no_grad():
         x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
                     noise=run.noise, progress=progress, callback=callback)
-    lead, trail = op.margins
     if not keep_margins:
-        x = x[lead:x.shape[0] - trail]
+        x = run.problem.aligned(x)
     attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
-                       noise_std_estimated=estimated, smooth_t=smooth_t, margins=[lead, trail],
+                       noise_std_estimated=estimated, smooth_t=smooth_t, margins=list(op.margins),
                        margins_kept=keep_margins, solver=solver, final_cg_iters=final_cg_iters,
                        final_relative_residual=data_fn.final_residual, final_step=data_fn.final_method,
                        data_dtype=str(dtype).replace("torch.", ""),
