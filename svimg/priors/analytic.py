@@ -28,7 +28,8 @@ class GaussianPrior:
 
     Follows the prior protocol of :mod:`svimg.priors`: ``betas`` (1000 linear
     betas 1e-4..0.02, float64), ``channels``, ``dtype``, ``eps(x_t, t)``,
-    ``name`` and ``sha256`` (None: there are no weights).
+    ``name``, ``sha256`` (None: there are no weights) and ``spread`` (its per-pixel variance,
+    which the noisy data step's weight uses in place of the network priors' constant).
 
     Parameters
     ----------
@@ -57,6 +58,12 @@ class GaussianPrior:
         self.mean, self.std, self.channels, self.dtype = float(mean), float(std), int(channels), dtype
         self.betas = linear_betas()
         self.alphas_cumprod = alphas_cumprod(self.betas)
+
+    @property
+    def spread(self) -> float:
+        """Per-pixel variance in [0, 1] units, std^2 / 4: the Tweedie error's high-noise limit
+        (:func:`svimg.sampling.noise_level.tweedie_error_var`), exact for this prior."""
+        return self.std**2 / 4
 
     @property
     def name(self) -> str:

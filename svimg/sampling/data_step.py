@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..solvers.cg import _dot, conjugate_gradient, normal_system
@@ -86,6 +87,35 @@ def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float |
     return _solve(op, y, x0, n_iter, gamma, solver, tol)[0]
 
 
+def motion_adaptive_smoothness(y: torch.Tensor, sigma_y: float, kappa: float, x_shape) -> torch.Tensor | float:
+    """lam_p = sigma_y^2 / tau_p^2 (EXPERIMENT)."""
+    import os
+    mode = os.environ.get("SVIMG_SMOOTH_MODE", "pixel")
+    if mode == "const":
+        return kappa
+    if mode == "guided":
+        T_x = x_shape[0]
+        lead = (T_x - y.shape[0]) - (T_x - y.shape[0]) // 2
+        d = torch.diff(y.to(torch.float64), dim=0).abs().mean(dim=1, keepdim=True)  # (T_y - 1, 1, H, W)
+        idx = torch.clamp(torch.arange(T_x - 1) - lead, 0, d.shape[0] - 1)
+        eps = float(os.environ.get("SVIMG_GUIDE_EPS", "2")) * sigma_y
+        g = d[idx]
+        return kappa / torch.sqrt(1 + (g / eps) ** 2)
+    if y.shape[0] < 2:
+        return 0.0
+    import scipy.ndimage
+    d = torch.diff(y.to(torch.float64), dim=0)
+    energy = (d * d).mean(dim=(0, 1)).cpu().numpy()
+    if mode == "global" or tuple(y.shape[-2:]) != tuple(x_shape[-2:]):
+        energy = np.full(energy.shape, energy.mean()) if mode == "global" else None
+    if energy is None:
+        return float(sigma_y**2 / (kappa * max(float((d * d).mean()) - 2 * sigma_y**2, 0.1 * sigma_y**2)))
+    energy = scipy.ndimage.gaussian_filter(energy, float(os.environ.get("SVIMG_SMOOTH_SIGMA", "2")), mode="nearest")
+    excess = np.maximum(energy - 2 * sigma_y**2, 0.1 * sigma_y**2)
+    lam = sigma_y**2 / (kappa * excess)
+    return torch.as_tensor(lam, dtype=y.dtype, device=y.device)[None, None]
+
+
 class DataStep:
     """The sampler's ``data_fn(x0, t)``: the data step at timestep t (module docstring).
 
@@ -98,12 +128,13 @@ class DataStep:
 
     def __init__(self, op, y: torch.Tensor, schedule, *, n_iter: int, gamma: float | None = None,
                  sigma_y: float | None = None, solver: str = "cg", final_iters: int = DEFAULT_FINAL_CG_ITERS,
-                 dtype: torch.dtype | None = None, tol: float = 1e-5, smooth: float = 0.0):
+                 dtype: torch.dtype | None = None, tol: float = 1e-5, smooth: float = 0.0,
+                 spread: float | None = None):
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
-        self.smooth = smooth
         self.y = y if dtype is None else y.to(dtype)
+        self.smooth = smooth if not sigma_y or not smooth else motion_adaptive_smoothness(self.y, sigma_y, smooth, op.input_shape(tuple(y.shape)))
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
-        self.v = None  # the prior's spread: noise_level.PRIOR_SPREAD unless set
+        self.v = spread  # the prior's spread: noise_level.PRIOR_SPREAD when None
         self.final_residual: float | None = None
         self.final_method: str | None = None
         self._aty: torch.Tensor | None = None

@@ -193,7 +193,8 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
-                       solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t)
+                       solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t,
+                       spread=getattr(run.prior, "spread", None))  # a closed-form prior knows its variance
 
     with torch.no_grad():
         x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,

@@ -47,12 +47,24 @@ class _NormalSystem:
     :mod:`svimg.solvers.differences`): callable like a function, and able to say
     when it is a single T x T matrix along time (see :meth:`time_matrix`)."""
 
-    def __init__(self, op, gamma: float | None, smooth: float = 0.0):
+    def __init__(self, op, gamma: float | None, smooth=0.0):
         self.op, self.gamma, self.smooth = op, gamma, smooth
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         n = self.op.normal(v)
-        if self.smooth:
+        import os
+        if os.environ.get("SVIMG_SMOOTH_MATRIX") and self.smooth:
+            T = v.shape[0]
+            M = self.op.kronecker(tuple(v.shape)).matrices[0]
+            P = np.eye(T) - np.linalg.pinv(M) @ M
+            if os.environ["SVIMG_SMOOTH_MATRIX"] == "nullL":
+                P = P @ laplacian_matrix(T) @ P
+            Pt = torch.as_tensor(P, dtype=v.dtype)
+            n.add_(torch.einsum("ts,s...->t...", Pt, v), alpha=float(self.smooth))
+            return n if self.gamma is None else v + self.gamma * n
+        if isinstance(self.smooth, torch.Tensor):
+            n.add_(temporal_laplacian(v, self.smooth))
+        elif self.smooth:
             n.add_(temporal_laplacian(v), alpha=self.smooth)
         return n if self.gamma is None else v + self.gamma * n
 
@@ -61,20 +73,21 @@ class _NormalSystem:
         op, scale = self.op, 1.0
         while isinstance(op, Scaled):
             op, scale = op.op, scale * op.scale
-        if not isinstance(op, TemporalPSF):
+        if not isinstance(op, TemporalPSF) or isinstance(self.smooth, torch.Tensor):
             return None
         N = scale**2 * op._normal_matrix(T) + (self.smooth * laplacian_matrix(T) if self.smooth else 0)
         return N if self.gamma is None else np.eye(T) + self.gamma * N
 
 
 def normal_system(op, y: torch.Tensor, x0: torch.Tensor | None, gamma: float | None,
-                  aty: torch.Tensor | None = None, smooth: float = 0.0):
+                  aty: torch.Tensor | None = None, smooth=0.0):
     """The system CG solves for a data step.
 
     Without ``gamma``: ``A^T A x = A^T y``.  With ``gamma`` (DDS's regularised
     form for noisy data): ``(I + gamma A^T A) x = x0 + gamma A^T y``.  ``smooth`` = lam > 0
     adds a quadratic smoothness along time to the data term, ``A^T A -> A^T A + lam D_t^T D_t``
-    (``(I + gamma (A^T A + lam D_t^T D_t)) x = x0 + gamma A^T y``).
+    (``(I + gamma (A^T A + lam D_t^T D_t)) x = x0 + gamma A^T y``); lam is a number or a
+    tensor of one weight per pixel, broadcast over (T, C, H, W).
     ``aty``: A^T y when the caller already has it (a sampler reuses it every step).
     Returns ``(H, b)`` with H a callable ``H(v)``.
     """

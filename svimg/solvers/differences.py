@@ -32,9 +32,11 @@ def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...]
     return out
 
 
-def temporal_laplacian(x: torch.Tensor) -> torch.Tensor:
-    """L x = D_t^T D_t x along dim 0 (module docstring)."""
-    return finite_difference_adjoint(finite_difference(x, (0,)), (0,), x.shape)
+def temporal_laplacian(x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """L x = D_t^T D_t x along dim 0 (module docstring), or D_t^T diag(weights) D_t x with ``weights``
+    broadcast over the (T - 1, C, H, W) differences."""
+    (d,) = finite_difference(x, (0,))
+    return finite_difference_adjoint((d if weights is None else d * weights,), (0,), x.shape)
 
 
 def laplacian_matrix(T: int) -> np.ndarray:
