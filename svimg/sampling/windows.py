@@ -14,7 +14,16 @@ earlier window's weight is one minus that, so where exactly two windows
 overlap the weights sum to one.  The quarter of an overlap next to a window's
 end, where that window knows least, gets no weight from it.
 
-The data term of a window is exact: its measurement frames [a, b) keep their
+With a "valid" temporal PSF (the default boundary: a clip cut from a longer
+recording) the measured frames [a, b) of a window are themselves a "valid"
+problem over the unknown frames [a, b + support - 1) with the SAME operator, so
+each window is restored with ``op`` itself and all its ``window + support - 1``
+frames are blended, in unknown-frame coordinates (the windows start at the same
+frames there; the overlaps are ``support - 1`` frames longer).  The whole
+restored input has ``op.margins`` more frames than y at either end; the result
+is the frames aligned with y's unless ``keep_margins``.
+
+With any other boundary the data term of a window is exact: its measurement frames [a, b) keep their
 global rows, and its unknowns are every frame those rows reach after the
 operator's boundary rule (``support - 1`` more than the window: the frames just
 outside it, and the circular wrap for the first and last windows)::
@@ -54,6 +63,7 @@ slot resumes from the other).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import secrets
 from pathlib import Path
@@ -71,6 +81,7 @@ from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
 from .data_step import DEFAULT_FINAL_CG_ITERS, FINAL_RTOL
 from .global_step import global_data_step
+from .noise_level import AUTO, check_noise_std, resolve_noise_std
 from ..solvers.eigenbasis import eigenbasis_solve
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
@@ -274,7 +285,7 @@ def _same_run(old: dict, new: dict) -> list[str]:
 class _Store:
     """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs."""
 
-    def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool):
+    def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool, span: int):
         import zarr
 
         self.path = path
@@ -292,14 +303,15 @@ class _Store:
                 )
             self.record = old
         else:
-            self._create(path, record, vol, x_shape, dtype, overwrite)
+            self._create(path, record, vol, x_shape, dtype, overwrite, span)
             root = zarr.open_group(str(path), mode="r+")
             self.record = record
         self.root, self.image = root, root["0"]
 
     @staticmethod
-    def _create(path, record, vol: Volume, x_shape, dtype, overwrite):
-        """Lay the store out with :func:`svimg.io.save` (zero frames are not written) and add the carry slots."""
+    def _create(path, record, vol: Volume, x_shape, dtype, overwrite, span: int):
+        """Lay the store out with :func:`svimg.io.save` (zero frames are not written) and add the carry slots
+        (``span``: the unknown frames of one window)."""
         import dask.array
         import xarray as xr
         import zarr
@@ -309,13 +321,13 @@ class _Store:
         T, C, H, W = x_shape
         shape, dims = ((T, C, H, W), ("t", "c", "y", "x")) if vol.had_channel_axis else ((T, H, W), ("t", "y", "x"))
         coords = {}
-        if vol.kind == "xarray" and "t" in vol.template.coords:
+        if vol.kind == "xarray" and "t" in vol.template.coords and vol.template.sizes["t"] == T:
             coords["t"] = vol.template.coords["t"]
         attrs = {**(vol.attrs if vol.kind == "xarray" else {}), PROGRESS_KEY: record}
         lazy = dask.array.zeros(shape, chunks=(1, *shape[1:]), dtype=dtype)
         io.save(xr.DataArray(lazy, dims=dims, coords=coords, attrs=attrs), path, overwrite=overwrite)
         root = zarr.open_group(str(path), mode="r+")
-        root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
+        root.create_array(CARRY, shape=(2, span, C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
 
     def write(self, a: int, frames: np.ndarray):
@@ -373,7 +385,7 @@ def store_is_complete(path) -> bool:
 
 def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
                     out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
-                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS,
+                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS, keep_margins: bool = False,
                     **sample_kwargs):
     """Restore a long video with :func:`svimg.sample` window by window (module docstring).
 
@@ -409,20 +421,26 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     final_iters : int
         CG iterations of the final whole-video data step with ``gamma`` (more
         than one window; 0 skips it, also the noise-free exact step).
+    keep_margins : bool
+        Return every restored frame, ``op.margins`` past either end of y included (as :func:`svimg.sample`).
     **sample_kwargs
-        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, noise, solver,
-        x_T of shape (1, C, H, W), batch_size, device, callback).
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, smooth_t, noise, solver,
+        x_T of shape (1, C, H, W), batch_size, device, callback).  ``noise_std`` defaults to
+        :func:`svimg.sample`'s; "auto" is estimated once, from the first window's measured frames,
+        and that level is used by every window.
 
     Returns
     -------
-    The restoration, shape ``op.input_shape(y.shape)``.
+    The restoration aligned with y (``op.input_shape(y.shape)`` with ``keep_margins``).  An ``out``
+    store holds every restored frame, margins included; the lazy DataArray returned is a view of it.
     """
     from . import sample
     from .._device import resolve_device
-    from ._common import resolve_prior
+    from ._common import check_flag, resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
+    keep_margins = check_flag(keep_margins, "keep_margins")
     window = check_positive_int(window, "window", minimum=2)
     final_iters = check_positive_int(final_iters, "final_iters", minimum=0)
     psf, spatial = split_temporal(op)
@@ -438,14 +456,16 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     read, vol, T = _frame_source(y)
     first = read(0, 1)
     x_shape = tuple(check_measurement(op, torch.empty((T, *first.shape[1:]), device="meta")))
-    C, H, W = x_shape[1:]
+    Tx, (C, H, W), (lead, trail) = x_shape[0], x_shape[1:], op.margins
     window = min(window, T)
+    span = window + Tx - T  # unknown frames of a window ("valid": support - 1 more than measured)
     starts = window_starts(T, window, overlap)
-    weights = blend_weights(starts, window)
-    total = np.zeros(T)
+    weights = blend_weights(starts, span)
+    total = np.zeros(Tx)
     for a, w in zip(starts, weights):
-        total[a:a + window] += w
+        total[a:a + span] += w
     dtype = np.float64 if first.dtype == torch.float64 else np.float32
+    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window))
 
     store = None
     if out is not None:
@@ -457,37 +477,35 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             record["seed"] = _recorded_seed(path)
         if record["seed"] is None:
             record["seed"] = secrets.randbits(63)
-        store = _Store(path, record, vol, x_shape, dtype, overwrite)
+        store = _Store(path, record, vol, x_shape, dtype, overwrite, span)
         seed, done = store.record["seed"], store.record["windows_done"]
         if store.record["complete"]:
-            from .. import io
-
-            return io.load(path)
+            return _load_aligned(store.path, vol, (lead, trail), keep_margins)
     else:
         seed = secrets.randbits(63) if seed is None else seed
-        done, result = 0, np.zeros((T, C, H, W), dtype=dtype)
+        done, result = 0, np.zeros((Tx, C, H, W), dtype=dtype)
 
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
     params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise_std", "noise",
-                                                                  "solver")}
+                                                                  "solver", "smooth_t")}
     attrs = provenance("sample_windowed", op, window=window, overlap=overlap, seed=seed, windows=len(starts), **params)
 
     from tqdm.auto import tqdm
 
     with tqdm(total=len(starts), initial=done, desc="svimg windows", unit="window", disable=not progress,
               leave=False) as bar:
-        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
+        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + span - starts[done])) \
             if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
-        noise_free = sample_kwargs.get("gamma") is None and sample_kwargs.get("noise_std") is None
+        noise_free = sample_kwargs.get("gamma") is None and sample_kwargs["noise_std"] is None
         polish = (psf is not None and len(starts) > 1 and final_iters > 0
                   and (noise_free or sample_kwargs.get("gamma") is not None))
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
             y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
-            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, **sample_kwargs)[own]
+            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, keep_margins=True, **sample_kwargs)[own]
             acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
             acc[:len(carry)] += carry
-            final_stop = starts[k + 1] if k + 1 < len(starts) else b  # frames no later window touches
+            final_stop = starts[k + 1] if k + 1 < len(starts) else a + span  # frames no later window touches
             final = (acc[:final_stop - a] / total[a:final_stop, None, None, None]).astype(dtype)
             carry = acc[final_stop - a:].astype(dtype)
             if store is not None:
@@ -510,13 +528,40 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
                 global_data_step(psf, spatial, read_y, x64, [np.empty_like(x64) for _ in range(3)], **run)
             np.clip(x64, 0, 1, out=result, casting="same_kind")
         else:
-            _polish_store(store, psf, spatial, read_y, (T, C, H, W), run)
+            _polish_store(store, psf, spatial, read_y, (Tx, C, H, W), run)
             store.finish(attrs)
     if store is not None:
-        from .. import io
-
-        return io.load(store.path)
+        return _load_aligned(store.path, vol, (lead, trail), keep_margins)
+    if not keep_margins:
+        result = result[lead:Tx - trail]
     return vol.wrap(torch.from_numpy(result), attrs)
+
+
+def _window_noise_std(sample_kwargs: dict, read_first_window):
+    """The noise level every window uses: ``noise_std`` as given, else :func:`svimg.sample`'s default; "auto" is
+    estimated once from ``read_first_window()`` (None: noise-free)."""
+    from . import sample
+
+    default = inspect.signature(sample).parameters["noise_std"].default
+    gamma = sample_kwargs.get("gamma")
+    noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
+    noise_std = check_noise_std(noise_std, gamma)
+    return resolve_noise_std(noise_std, read_first_window())[0] if noise_std == AUTO else noise_std
+
+
+def _load_aligned(path: Path, vol: Volume, margins: tuple[int, int], keep_margins: bool):
+    """The store at ``path`` as a lazy DataArray: every frame with ``keep_margins``, else the frames aligned with y
+    (with y's time coordinate when it has one)."""
+    from .. import io
+
+    x = io.load(path)
+    lead, trail = margins
+    if keep_margins or lead + trail == 0:
+        return x
+    x = x.isel(t=slice(lead, x.sizes["t"] - trail))
+    if vol.kind == "xarray" and "t" in vol.template.coords:
+        x = x.assign_coords(t=vol.template.coords["t"].values)
+    return x
 
 
 def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:
@@ -546,10 +591,12 @@ def _polish_store(store, psf, spatial, read_y, shape, run: dict):
 
 
 def _window_problem(read, op, psf, spatial, T: int, a: int, b: int):
-    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b): ``op`` itself for a
-    single window, else the exact rows of [a, b) over every frame they reach (:func:`window_system`)."""
-    if psf is None or b - a == T:
-        return read(a, b), (op if psf is not None else spatial), list(range(b - a))
+    """(y, operator, positions among its unknowns of the frames the window blends) of the measured frames [a, b):
+    ``op`` itself and all its unknowns for a single window or a "valid" PSF (module docstring), else the exact
+    rows of [a, b) over every frame they reach (:func:`window_system`) and the frames a..b-1."""
+    if psf is None or b - a == T or sum(psf.margins):
+        x_frames = op.input_shape((b - a, 1, 1, 1))[0] if psf is not None else b - a
+        return read(a, b), (op if psf is not None else spatial), list(range(x_frames))
     frames, M = window_system(psf, T, a, b)
     return read(a, b), _with_spatial(spatial, WindowRows(M)), [frames.index(f) for f in range(a, b)]
 
