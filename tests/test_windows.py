@@ -185,14 +185,20 @@ def test_single_window_is_plain_sample():
                                   svimg.sample(y, op, GaussianPrior(), **kw))
 
 
-def test_interrupted_run_resumes_without_redoing_windows(tmp_path):
+@pytest.mark.parametrize("boundary", ["replicate", "valid"])
+def test_interrupted_run_resumes_without_redoing_windows(tmp_path, boundary):
+    """"valid": the store holds the frames aligned with y (38); the restored margins wait in a side array."""
+    import zarr
+
+    from svimg.sampling.windows import MARGINS
+
     x = _video(40)
-    op = TemporalPSF(3, boundary="replicate")
+    op = TemporalPSF(3, boundary=boundary)
     source = tmp_path / "y.zarr"
     svimg.io.save(svimg.forward_op(x, op), source)  # read back window by window
     out = tmp_path / "x.zarr"
     kw = dict(window=16, overlap=8, nfe=3, seed=5, progress=False)
-    n_windows = len(window_starts(40, 16, 8))
+    n_windows = len(window_starts(40 - sum(op.margins), 16, 8))
     assert n_windows == 4
 
     calls = []
@@ -209,6 +215,7 @@ def test_interrupted_run_resumes_without_redoing_windows(tmp_path):
     with pytest.warns(UserWarning, match="unfinished windowed restoration .2 window"):
         record = svimg.io.load(out).attrs[PROGRESS_KEY]
     assert record["windows_done"] == 2 and record["complete"] is False
+    assert (MARGINS in zarr.open_group(str(out), mode="r")) == (boundary == "valid")
 
     steps = []  # one step-0 call per window the sampler runs
     resumed = sample_windowed(str(source), op, GaussianPrior(), out=out,
@@ -218,6 +225,7 @@ def test_interrupted_run_resumes_without_redoing_windows(tmp_path):
     assert steps.count(0) == n_windows - 2
     assert store_is_complete(out)
     assert resumed.attrs[PROGRESS_KEY]["complete"] is True
+    assert resumed.sizes["t"] == 40 - sum(op.margins) and MARGINS not in zarr.open_group(str(out), mode="r")
 
     uninterrupted = sample_windowed(str(source), op, GaussianPrior(), out=tmp_path / "fresh.zarr", **kw)
     np.testing.assert_array_equal(resumed.values, uninterrupted.values)  # the same out-of-core final step

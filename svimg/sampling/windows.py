@@ -101,6 +101,7 @@ __all__ = [
 DEFAULT_WINDOW = 16
 DEFAULT_FINAL_ITERS = 20
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
+MARGINS = "svimg_margins"  # side array of an output store: the restored frames past y's ends while the run lasts
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
 
@@ -272,18 +273,25 @@ def _frame_source(y):
     return (lambda a, b: vol.tensor[a:b]), vol, vol.tensor.shape[0]
 
 
-def _layout_record(T, window, overlap, starts, seed, op, x_shape) -> dict:
+def _layout_record(T, window, overlap, starts, seed, op, x_shape, dropped) -> dict:
+    """The run's layout; ``dropped``: the (lead, trail) restored frames the image leaves out (kept in MARGINS
+    until the run completes)."""
     return {"frames": T, "window": window, "overlap": overlap, "starts": starts, "seed": seed,
-            "operator": repr(op), "shape": list(x_shape), "windows_done": 0, "complete": False}
+            "operator": repr(op), "shape": list(x_shape), "dropped": list(dropped), "windows_done": 0,
+            "complete": False}
 
 
 def _same_run(old: dict, new: dict) -> list[str]:
-    keys = ("frames", "window", "overlap", "starts", "seed", "operator", "shape")
+    keys = ("frames", "window", "overlap", "starts", "seed", "operator", "shape", "dropped")
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
 class _Store:
-    """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs."""
+    """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs.
+
+    Frames are addressed as the run's unknown frames; the record's ``dropped`` (lead, trail) ones live in
+    the MARGINS side array (dropped when the run completes), frame ``f`` of the rest is image frame ``f - lead``.
+    """
 
     def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool, span: int):
         import zarr
@@ -307,6 +315,8 @@ class _Store:
             root = zarr.open_group(str(path), mode="r+")
             self.record = record
         self.root, self.image = root, root["0"]
+        self.lead, trail = self.record.get("dropped", (0, 0))
+        self.stop = self.record["shape"][0] - trail  # first frame past the image
 
     @staticmethod
     def _create(path, record, vol: Volume, x_shape, dtype, overwrite, span: int):
@@ -318,7 +328,8 @@ class _Store:
 
         from .. import io
 
-        T, C, H, W = x_shape
+        (lead, trail), (Tx, C, H, W) = record["dropped"], x_shape
+        T = Tx - lead - trail
         shape, dims = ((T, C, H, W), ("t", "c", "y", "x")) if vol.had_channel_axis else ((T, H, W), ("t", "y", "x"))
         coords = {}
         if vol.kind == "xarray" and "t" in vol.template.coords and vol.template.sizes["t"] == T:
@@ -329,21 +340,38 @@ class _Store:
         root = zarr.open_group(str(path), mode="r+")
         root.create_array(CARRY, shape=(2, span, C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
+        if lead + trail:
+            root.create_array(MARGINS, shape=(lead + trail, C, H, W), chunks=(1, C, H, W), dtype=dtype,
+                              fill_value=0)
+
+    def _margin_slot(self, f: int) -> int:
+        """Row of MARGINS holding unknown frame ``f`` (one of the dropped ones)."""
+        return f if f < self.lead else self.lead + f - self.stop
 
     def write(self, a: int, frames: np.ndarray):
-        """Frames (n, C, H, W) from ``a`` into the image."""
-        self.image[a:a + len(frames)] = frames[:, 0] if self.image.ndim == 3 else frames
+        """Frames (n, C, H, W) from unknown frame ``a`` on: into the image, the dropped ones into MARGINS."""
+        for f, frame in zip(range(a, a + len(frames)), frames):
+            if self.lead <= f < self.stop:
+                self.image[f - self.lead] = frame[0] if self.image.ndim == 3 else frame
+            else:
+                self.root[MARGINS][self._margin_slot(f)] = frame
+
+    def _drop_side_arrays(self):
+        for name in (CARRY, MARGINS):
+            if name in self.root:
+                del self.root[name]
 
     def finish(self, attrs: dict):
-        """Record the provenance, mark the run complete and drop the carry."""
+        """Record the provenance, mark the run complete and drop the carry and the margins."""
         self.record = {**self.record, "complete": True}
         self.image.attrs.update({PROGRESS_KEY: self.record, **attrs})
-        if CARRY in self.root:
-            del self.root[CARRY]
+        self._drop_side_arrays()
 
     def frame(self, f: int) -> np.ndarray:
-        """Finished frame ``f`` as (C, H, W)."""
-        x = np.asarray(self.image[f])
+        """Finished unknown frame ``f`` as (C, H, W)."""
+        if not self.lead <= f < self.stop:
+            return np.asarray(self.root[MARGINS][self._margin_slot(f)])
+        x = np.asarray(self.image[f - self.lead])
         return x[None] if self.image.ndim == 3 else x
 
     def carry(self, slot: int, n: int) -> np.ndarray:
@@ -351,9 +379,7 @@ class _Store:
 
     def commit(self, k: int, a: int, final: np.ndarray, slot: int, carry: np.ndarray, attrs: dict | None):
         """Write final frames from ``a`` and the carry slot, then record window ``k`` as done (last: complete)."""
-        if self.image.ndim == 3:  # a single-channel video stored as (t, y, x)
-            final = final[:, 0]
-        self.image[a:a + len(final)] = final
+        self.write(a, final)
         if len(carry):
             self.root[CARRY][slot, :len(carry)] = carry
         self.record = {**self.record, "windows_done": k + 1}
@@ -362,8 +388,8 @@ class _Store:
             self.record["complete"] = True
             update.update(attrs)
         self.image.attrs.update(update)
-        if attrs is not None and CARRY in self.root:
-            del self.root[CARRY]
+        if attrs is not None:
+            self._drop_side_arrays()
 
 
 def store_is_complete(path) -> bool:
@@ -431,8 +457,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
 
     Returns
     -------
-    The restoration aligned with y (``op.input_shape(y.shape)`` with ``keep_margins``).  An ``out``
-    store holds every restored frame, margins included; the lazy DataArray returned is a view of it.
+    The restoration aligned with y (``op.input_shape(y.shape)`` with ``keep_margins``); an ``out`` store
+    holds the same frames (the margins in a side array while the run lasts, for the final step).
     """
     from . import sample
     from .._device import resolve_device
@@ -472,7 +498,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         path = Path(os.fspath(out)).expanduser()
         if path.suffix.lower() != ".zarr":
             raise ValueError(f"out must be a path ending in .zarr (resumable store), got {str(path)!r}")
-        record = _layout_record(T, window, overlap, starts, seed, op, x_shape)
+        record = _layout_record(T, window, overlap, starts, seed, op, x_shape,
+                                (0, 0) if keep_margins else (lead, trail))
         if seed is None and path.exists() and not overwrite:
             record["seed"] = _recorded_seed(path)
         if record["seed"] is None:
@@ -480,7 +507,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         store = _Store(path, record, vol, x_shape, dtype, overwrite, span)
         seed, done = store.record["seed"], store.record["windows_done"]
         if store.record["complete"]:
-            return _load_aligned(store.path, vol, (lead, trail), keep_margins)
+            from .. import io
+
+            return io.load(path)
     else:
         seed = secrets.randbits(63) if seed is None else seed
         done, result = 0, np.zeros((Tx, C, H, W), dtype=dtype)
@@ -531,7 +560,9 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             _polish_store(store, psf, spatial, read_y, (Tx, C, H, W), run)
             store.finish(attrs)
     if store is not None:
-        return _load_aligned(store.path, vol, (lead, trail), keep_margins)
+        from .. import io
+
+        return io.load(store.path)
     if not keep_margins:
         result = result[lead:Tx - trail]
     return vol.wrap(torch.from_numpy(result), attrs)
@@ -547,21 +578,6 @@ def _window_noise_std(sample_kwargs: dict, read_first_window):
     noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
     noise_std = check_noise_std(noise_std, gamma)
     return resolve_noise_std(noise_std, read_first_window())[0] if noise_std == AUTO else noise_std
-
-
-def _load_aligned(path: Path, vol: Volume, margins: tuple[int, int], keep_margins: bool):
-    """The store at ``path`` as a lazy DataArray: every frame with ``keep_margins``, else the frames aligned with y
-    (with y's time coordinate when it has one)."""
-    from .. import io
-
-    x = io.load(path)
-    lead, trail = margins
-    if keep_margins or lead + trail == 0:
-        return x
-    x = x.isel(t=slice(lead, x.sizes["t"] - trail))
-    if vol.kind == "xarray" and "t" in vol.template.coords:
-        x = x.assign_coords(t=vol.template.coords["t"].values)
-    return x
 
 
 def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:
