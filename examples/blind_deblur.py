@@ -25,6 +25,8 @@ import svimg.priors
 from svimg import blind
 from svimg.ops import TemporalPSF
 
+BOUNDARY = "circular"  # the paper's setting, named (svimg's default is "valid", a clip cut from a recording)
+
 
 def measure(x, psf, noise: float, seed: int) -> np.ndarray:
     """The clip blurred by ``psf``, plus Gaussian noise of standard deviation ``noise``, rounded to 8 bits."""
@@ -50,18 +52,19 @@ def main(argv=None):
     x = svimg.data.clip(args.clip, frames=args.frames, start=args.start, size=args.size).values
     T = args.frames
     if args.sweep:
-        found = [blind.equivalent_width(blind.estimate_psf(measure(x, TemporalPSF(w), args.noise, args.seed)))
+        found = [blind.equivalent_width(blind.estimate_psf(
+                     measure(x, TemporalPSF(w, boundary=BOUNDARY), args.noise, args.seed), boundary=BOUNDARY))
                  for w in range(7, 14)]
         print(f"{args.clip} from frame {args.start}, {T} frames of {args.size}x{args.size}, noise {args.noise:g}")
         print("true width:     " + " ".join(f"{w:5d}" for w in range(7, 14)))
         print("initial width:  " + " ".join(f"{w:5.1f}" for w in found))
         return
     prior = svimg.priors.GaussianPrior() if args.prior == "analytic" else svimg.priors.load(args.prior)
-    truth = TemporalPSF(args.width)
+    truth = TemporalPSF(args.width, boundary=BOUNDARY)
     y = measure(x, truth, args.noise, args.seed)
     print(f"{args.clip}: {T} frames of {args.size}x{args.size}, blurred by a uniform PSF of {args.width} frames")
 
-    twin = TemporalPSF(T - args.width) if 0 < T - args.width != args.width else None
+    twin = TemporalPSF(T - args.width, boundary=BOUNDARY) if 0 < T - args.width != args.width else None
     print("\nplain residual ||M_k x_k - y|| / ||y|| of the CG solution x_k (float64), k = truth and its circular twin:")
     y64 = y.astype(np.float64)
     for psf in [truth] + ([twin] if twin else []):
@@ -69,13 +72,14 @@ def main(argv=None):
         residual = np.linalg.norm(svimg.forward_op(x_k, psf) - y64) / np.linalg.norm(y64)
         print(f"  width {psf.support:2d}: {residual:.1e}")
 
-    scores = blind.score_psfs(y)
+    scores = blind.score_psfs(y, boundary=BOUNDARY)
     print("\nbest candidates (negative log marginal likelihood per pixel series, lower is better):")
     for psf, score in scores[:5]:
         print(f"  {psf!r:60.60s} width {blind.equivalent_width(psf):5.2f}  {score:9.3f}")
 
     started = time.perf_counter()
-    video, psf, info = blind.sample(y, prior=prior, nfe=args.nfe, seed=args.seed, progress=False, return_info=True)
+    video, psf, info = blind.sample(y, prior=prior, nfe=args.nfe, seed=args.seed, progress=False, return_info=True,
+                                    boundary=BOUNDARY)
     seconds = time.perf_counter() - started
     known = svimg.sample(y, truth, prior, nfe=args.nfe, seed=args.seed, progress=False)
     verdict = "accepted: stage 2 ran" if info["accepted"] else "rejected: stage 1 is the result"

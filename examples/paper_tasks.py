@@ -38,12 +38,12 @@ PAPER_DPS_VALUES = 4 * 3 * 256 * 256  # DPS step size 30 was tuned on 4-frame ch
 
 
 def tasks():
-    """(name, operator, spatio-temporal?) for the paper's six degradations."""
-    u7 = TemporalPSF(7)
+    """(name, operator, spatio-temporal?) for the paper's six degradations (its circular boundary, named)."""
+    u7 = TemporalPSF(7, boundary="circular")
     return [
         ("uniform 7", u7, False),
-        ("uniform 13", TemporalPSF(13), False),
-        ("gaussian s=1", TemporalPSF.gaussian(1.0), False),
+        ("uniform 13", TemporalPSF(13, boundary="circular"), False),
+        ("gaussian s=1", TemporalPSF.gaussian(1.0, boundary="circular"), False),
         ("u7 + blur 13/2", GaussianBlur(13, 2.0) @ u7, True),
         ("u7 + SR x4", Downsample(4) @ u7, True),
         ("u7 + inpaint 0.5", RandomMask(0.5) @ u7, True),
@@ -89,7 +89,8 @@ def methods(args, prior, spatial: bool, n_values: int):
     step = args.dps_step if args.dps_step is not None else 30.0 * math.sqrt(n_values / PAPER_DPS_VALUES)
     common = dict(seed=args.seed, progress=False, batch_size=args.batch_size)
     return {
-        f"ours ({nfe})": lambda y, op: svimg.sample(y, op, prior, nfe=nfe, eta=eta, cg_iters=5, **common),
+        f"ours ({nfe})": lambda y, op: svimg.sample(y, op, prior, nfe=nfe, eta=eta, cg_iters=5, noise_std=None,
+                                                    **common),  # the paper's noise-free exact last step
         f"CG ({nfe * 5} it)": lambda y, op: baselines.cg_only(y, op, n_iter=nfe * 5),
         "ADMM-TV": lambda y, op: baselines.admm_tv(y, op),
         f"DPS ({args.baseline_nfe})": lambda y, op: baselines.dps(y, op, prior, nfe=args.baseline_nfe, step_size=step,

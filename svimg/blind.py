@@ -37,10 +37,17 @@ negative log likelihood per series plus ``log |M 1|`` (the flat prior's
 Jacobian; constant unless the boundary is "zero").  Only the T x T Gram matrix
 ``Y Y^T`` of the time series enters, so scoring costs O(T^3) per candidate
 whatever the frame size.
+
+With the "valid" boundary (the default: a clip cut from a longer recording) a
+candidate of k taps maps ``T + k - 1`` unknown frames z to the T measured ones
+(M is (T, T + k - 1), D the difference over z's frames); the score is still a
+density of the same T - 1 dimensional ``Q^T y``, so candidates of every width
+compare, and the restorations use the same model (:func:`svimg.sample`).
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import secrets
 
@@ -52,7 +59,8 @@ from ._convert import to_volume
 from ._provenance import provenance
 from ._validate import check_positive_int
 from .ops.base import Identity, LinearOperator
-from .ops.temporal import BOUNDARIES, TemporalPSF
+from .ops.temporal import BOUNDARIES, DEFAULT_BOUNDARY, TemporalPSF
+from .sampling import sample as _dds_sample
 
 __all__ = [
     "sample",
@@ -69,6 +77,7 @@ __all__ = [
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0)
 QUANTISATION_VAR = 1.0 / (12 * 255.0**2)  # variance of 8-bit rounding, the least noise a video can have
 SUM_WEIGHT = 1e6  # weight of the sum-to-one row in refine_psf, relative to the mean diagonal of the normal matrix
+_NOISE_STD = inspect.signature(_dds_sample).parameters["noise_std"].default  # svimg.sample's default, followed here
 
 
 def _check_boundary(boundary: str) -> str:
@@ -90,7 +99,7 @@ def _check_spatial(spatial_op) -> LinearOperator:
     return spatial
 
 
-def candidate_psfs(T: int, widths=None, sigmas=DEFAULT_SIGMAS, boundary: str = "circular") -> list[TemporalPSF]:
+def candidate_psfs(T: int, widths=None, sigmas=DEFAULT_SIGMAS, boundary: str = DEFAULT_BOUNDARY) -> list[TemporalPSF]:
     """The default candidates: uniform widths (1 .. min(T - 1, 21) when None) and Gaussians of the given sigmas."""
     T = check_positive_int(T, "T", minimum=2)
     widths = range(1, min(T - 1, 21) + 1) if widths is None else widths
@@ -129,11 +138,12 @@ def _series(y: torch.Tensor) -> tuple[np.ndarray, int]:
 
 
 def _nll(gram: np.ndarray, n: int, M: np.ndarray, noise_var: float | None) -> float:
-    """Negative log marginal likelihood per time series of the model in the module docstring (constants dropped)."""
+    """Negative log marginal likelihood per time series of the model in the module docstring (constants dropped);
+    M is (T measured, T_z unknown) frames."""
     T = M.shape[0]
     m = M.sum(axis=1)
     Q = np.linalg.svd(np.eye(T) - np.outer(m, m) / (m @ m))[0][:, : T - 1]  # orthonormal basis of m's complement
-    D = np.diff(np.eye(T), axis=0)
+    D = np.diff(np.eye(M.shape[1]), axis=0)
     B = Q.T @ M @ np.linalg.pinv(D.T @ D) @ M.T @ Q
     b, V = np.linalg.eigh((B + B.T) / 2)
     b = np.maximum(b, 0.0)
@@ -170,7 +180,7 @@ def _check_noise_std(noise_std) -> float | None:
     return float(noise_std) ** 2
 
 
-def score_psfs(y, candidates=None, *, boundary: str = "circular", noise_std: float | None = None):
+def score_psfs(y, candidates=None, *, boundary: str = DEFAULT_BOUNDARY, noise_std: float | None = None):
     """Score temporal PSFs for the measurement ``y`` (module docstring); returns [(psf, score), ...], best first.
 
     ``candidates``: TemporalPSFs, or None for :func:`candidate_psfs` with ``boundary``.
@@ -190,22 +200,26 @@ def score_psfs(y, candidates=None, *, boundary: str = "circular", noise_std: flo
         raise TypeError("candidates must be a non-empty sequence of svimg.ops.TemporalPSF "
                         "(or None for the default set)")
     gram, n = _series(vol.tensor)
-    scored = [(psf, _nll(gram, n, psf.matrix(T), noise_var)) for psf in candidates]
+    scored = [(psf, _nll(gram, n, psf.matrix(psf.input_shape((T,))[0]), noise_var)) for psf in candidates]
     return sorted(scored, key=lambda item: item[1])
 
 
-def estimate_psf(y, candidates=None, *, boundary: str = "circular", noise_std: float | None = None) -> TemporalPSF:
+def estimate_psf(y, candidates=None, *, boundary: str = DEFAULT_BOUNDARY, noise_std: float | None = None) -> TemporalPSF:
     """The candidate PSF that best explains ``y`` (:func:`score_psfs`, the first of its list)."""
     return score_psfs(y, candidates, boundary=boundary, noise_std=noise_std)[0][0]
 
 
-def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: str = "circular") -> TemporalPSF:
+def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: str = DEFAULT_BOUNDARY) -> TemporalPSF:
     """Re-estimate the PSF from a restored video ``x`` by non-negative least squares::
 
         k = argmin_k  sum_pixels || y - conv(S x, k) ||^2   subject to  k >= 0,  sum(k) = 1
 
     ``conv`` is the TemporalPSF convolution with ``boundary`` and a kernel of
-    ``support`` taps (odd; None: T or T - 1, whichever is odd, at most 21).
+    ``support`` taps (odd; None: T or T - 1, whichever is odd, at most 21).  With "valid",
+    x holds the restored unknown frames, ``e >= 0`` more than y, y's frame t centred on x's
+    ``t + lead`` (``lead, _ = TemporalPSF(e + 1).margins``, as :func:`svimg.sample` with
+    ``keep_margins`` returns them); the sum runs over the frames of y whose exposure of
+    ``support`` taps lies inside x.
     The problem is solved on its normal equations (only T x T Gram matrices of
     the time series are formed): with ``G = R^T R`` (Cholesky) and ``d = R^-T b``,
     ``||R k - d||^2`` equals the objective up to a constant.  The sum-to-one
@@ -223,13 +237,23 @@ def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: s
         raise ValueError(f"y needs at least 3 frames to estimate a temporal PSF, got {T}")
     with torch.no_grad():
         z = spatial.forward(xv.to(yv.dtype))
-    if tuple(z.shape) != tuple(yv.shape):
-        raise ValueError(f"spatial_op maps x of shape {tuple(xv.shape)} to {tuple(z.shape)}, "
-                         f"but y has shape {tuple(yv.shape)}")
+    extra = z.shape[0] - T if boundary == "valid" else 0
+    if tuple(z.shape[1:]) != tuple(yv.shape[1:]) or extra < 0 or (extra and boundary != "valid"):
+        raise ValueError(f"spatial_op maps x of shape {tuple(xv.shape)} to {tuple(z.shape)}, but y has shape "
+                         f"{tuple(yv.shape)} (x needs y's frames, or more with the 'valid' boundary)")
     support = min(T if T % 2 else T - 1, 21) if support is None else _check_support(support)
     taps = np.eye(support)
-    shifts = [TemporalPSF(kernel=tap, boundary=boundary, normalize=False).matrix(T) for tap in taps]
-    czz, cyz = _gram(z), _gram(yv, z)
+    rows = slice(0, T)
+    if boundary == "valid":  # y's frame t is row t + lead of the shifts (the exposures inside x)
+        lead = TemporalPSF(extra + 1).margins[0] - TemporalPSF(support).margins[0]
+        rows = slice(max(0, -lead), min(T, z.shape[0] - support + 1 - lead))
+        if rows.start >= rows.stop:
+            raise ValueError(f"refine_psf: x of {z.shape[0]} frames holds no exposure of {support} taps "
+                             f"around y's {T} frames; give a smaller support")
+    shifts = [TemporalPSF(kernel=tap, boundary=boundary, normalize=False).matrix(z.shape[0]) for tap in taps]
+    if boundary == "valid":
+        shifts = [E[rows.start + lead:rows.stop + lead] for E in shifts]
+    czz, cyz = _gram(z), _gram(yv, z)[rows]
     G = np.array([[np.sum(Ei * (Ej @ czz)) for Ej in shifts] for Ei in shifts])
     b = np.array([np.sum(Ej * cyz) for Ej in shifts])
     scale = np.trace(G) / support
@@ -244,8 +268,8 @@ def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: s
     return TemporalPSF(kernel=k, boundary=boundary)
 
 
-def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "circular",
-           noise_std=None, support: int | None = None, seed: int | None = None,
+def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = DEFAULT_BOUNDARY,
+           noise_std=_NOISE_STD, support: int | None = None, seed: int | None = None,
            return_info: bool = False, **sample_kwargs):
     """Blind temporal deblurring (module docstring): estimate the PSF, restore, refine the PSF, restore again.
 
@@ -260,7 +284,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     noise_std : None, float >= 0 or "auto"
         The measurement noise's standard deviation ("auto": estimated once from y,
         :func:`svimg.sampling.noise_level.estimate_noise_std`), used both to score
-        the PSFs and by both stages' data steps (as in :func:`svimg.sample`).
+        the PSFs and by both stages' data steps; the default is :func:`svimg.sample`'s.
     support : int or None
         Taps of the refined kernel (:func:`refine_psf`).
     seed : int or None
@@ -270,7 +294,8 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
         ``initial_psf``, ``refined_psf``, ``accepted``, ``scores`` ([(psf, score)]
         of the candidates, best first) and ``seed``.
     **sample_kwargs
-        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise, ...).
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, smooth_t, noise, keep_margins, ...).
+        With the "valid" boundary the PSF is refined from stage 1's every restored frame.
 
     Returns
     -------
@@ -279,7 +304,6 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     score beats the initial one's (stage 2 ran), else the initial one (stage 1's
     video).  ``info`` also holds ``refined_psf`` (the NNLS proposal) and ``accepted``.
     """
-    from .sampling import sample as dds_sample
     from ._device import resolve_device
     from .sampling._common import resolve_prior
     from .sampling.noise_level import check_noise_std, resolve_noise_std
@@ -296,9 +320,15 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     seed = secrets.randbits(63) if seed is None else seed
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
 
+    keep_margins = sample_kwargs.pop("keep_margins", False)
+
     def stage(psf):
         op = psf if isinstance(spatial, Identity) else spatial @ psf
-        return op, dds_sample(vol.tensor, op, prior, seed=seed, noise_std=sigma_y, **sample_kwargs)
+        return op, _dds_sample(vol.tensor, op, prior, seed=seed, noise_std=sigma_y, keep_margins=True, **sample_kwargs)
+
+    def returned(op, x):  # the frames aligned with y unless keep_margins (as svimg.sample)
+        lead, trail = (0, 0) if keep_margins else op.margins
+        return x[lead:x.shape[0] - trail]
 
     op1, x1 = stage(psf0)
     proposal = refine_psf(vol.tensor, x1, spatial, support=support, boundary=psf0.boundary)
@@ -309,9 +339,10 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = "
     attrs = provenance("blind.sample", op2, initial_psf=repr(psf0), refined_psf=repr(proposal), accepted=accepted,
                        noise_std=sigma_y, noise_std_estimated=estimated,
                        seed=seed, **{k: v for k, v in sample_kwargs.items() if isinstance(v, (int, float, str, bool))})
-    video = vol.wrap(x2, attrs)
+    video = vol.wrap(returned(op2, x2), attrs)
     if not return_info:
         return video, psf
-    info = {"stage1": vol.wrap(x1, provenance("blind.sample stage 1", op1, seed=seed)), "initial_psf": psf0,
+    info = {"stage1": vol.wrap(returned(op1, x1), provenance("blind.sample stage 1", op1, seed=seed)),
+            "initial_psf": psf0,
             "refined_psf": proposal, "accepted": accepted, "scores": scores, "seed": seed}
     return video, psf, info

@@ -26,6 +26,8 @@ without Dask (the reference the distributed results are tested against).
 from __future__ import annotations
 
 import functools
+import inspect
+import json
 import os
 import threading
 import time
@@ -109,6 +111,7 @@ def restore_clip(in_path, out_path, op, prior="bundled", *, window: int | None =
 
     ``op`` is a LinearOperator, or a callable ``op(y) -> LinearOperator`` given the
     clip as a lazy DataArray (e.g. to read an operator recorded in its attrs).
+    ``noise_std`` None or not given: :func:`noise_std_for` (the level ``svimg degrade`` recorded).
     With ``window`` the clip is restored by :func:`svimg.sampling.windows.sample_windowed`
     straight into ``out_path`` (a ``.zarr`` store, resumable); otherwise by
     :func:`svimg.sample` in one pass and saved atomically.  Returns
@@ -125,6 +128,7 @@ def restore_clip(in_path, out_path, op, prior="bundled", *, window: int | None =
         return {**report, "status": "skipped", "seconds": 0.0}
     y = io.load(in_path)
     operator = op if isinstance(op, LinearOperator) else op(y)
+    sample_kwargs["noise_std"] = noise_std_for(y, sample_kwargs.get("noise_std"), sample_kwargs.get("gamma"))
     prior = cached_prior(prior)
     if window is not None:
         sample_windowed(y, operator, prior, window=window, overlap=overlap, out=out_path, overwrite=overwrite,
@@ -269,6 +273,30 @@ def recorded_op(y):
     return parse_ops(spec)
 
 
+def recorded_noise_std(y) -> float | None:
+    """The noise level ``svimg degrade`` added to a clip (in its provenance attrs), or None when it records none."""
+    if y.attrs.get("svimg_operation") != "degrade":
+        return None
+    noise = json.loads(y.attrs.get("svimg_parameters", "{}")).get("noise")
+    return float(noise) if isinstance(noise, (int, float)) and not isinstance(noise, bool) else None
+
+
+def noise_std_for(y, noise_std=None, gamma=None):
+    """The ``noise_std`` a front end passes to :func:`svimg.sample` for clip ``y`` (None: the user gave none).
+
+    As given; else None when ``gamma`` weights the data step; else the level ``svimg degrade``
+    recorded in y (:func:`recorded_noise_std`; 0 is noise-free); else :func:`svimg.sample`'s default.
+    """
+    from .sampling.dds import sample
+
+    if noise_std is not None:
+        return noise_std
+    if gamma is not None:
+        return None
+    recorded = recorded_noise_std(y)
+    return recorded if recorded is not None else inspect.signature(sample).parameters["noise_std"].default
+
+
 def restore_command(inputs, output, op_specs=None, *, method: str = "dds", scheduler=None, workers: int = 2,
                     window: int | None = None, frames=None, overwrite: bool = False, quiet: bool = False,
                     prior="bundled", **sample_kwargs) -> int:
@@ -292,6 +320,7 @@ def restore_command(inputs, output, op_specs=None, *, method: str = "dds", sched
 
         (source,) = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
         y = io.load(source)
+        sample_kwargs["noise_std"] = noise_std_for(y, sample_kwargs.get("noise_std"), sample_kwargs.get("gamma"))
         sample_windowed(y, op if op_specs else recorded_op(y), prior, window=window, out=output, overwrite=overwrite,
                         progress=not quiet, **sample_kwargs)
         return 0

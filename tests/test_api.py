@@ -19,7 +19,7 @@ OPS = [
 ]
 
 
-def _video(shape=(6, 2, 4, 8), dtype=np.float32, seed=0):
+def _video(shape=(12, 2, 4, 8), dtype=np.float32, seed=0):  # 12 frames: 6 complete exposures of TemporalPSF(7)
     return np.random.default_rng(seed).random(shape).astype(dtype)
 
 
@@ -101,11 +101,15 @@ def test_xarray_round_trip_keeps_metadata(order):
 
 def test_xarray_drops_only_coordinates_that_no_longer_fit():
     da = _dataarray(_video(shape=(6, 2, 4, 8)))
-    y = forward_op(da, Downsample(2) @ TemporalPSF(7))
+    op = Downsample(2) @ TemporalPSF(7, boundary="circular")  # as many frames out as in
+    y = forward_op(da, op)
     assert y.sizes == {"t": 6, "c": 2, "y": 2, "x": 4}
     assert set(y.coords) == {"t", "time", "c", "microscope"}  # y/x coordinates described the old pixel grid
-    x = cg_solve(Downsample(2) @ TemporalPSF(7), y, n_iter=2)
+    x = cg_solve(op, y, n_iter=2)
     assert x.sizes == {"t": 6, "c": 2, "y": 4, "x": 8} and "y" not in x.coords
+    recorded = forward_op(_dataarray(_video()), Downsample(2) @ TemporalPSF(7))  # "valid": 12 - 6 exposures
+    assert recorded.sizes == {"t": 6, "c": 2, "y": 2, "x": 4}
+    assert set(recorded.coords) == {"c", "microscope"}  # the 12 frames' t coordinates no longer fit either
 
 
 def test_dask_backed_dataarray():
@@ -132,7 +136,7 @@ def test_cuda_tensors(dtype):
 
 
 def test_cg_solve_returns_the_type_of_y():
-    op = TemporalPSF.gaussian(1.0)
+    op = TemporalPSF.gaussian(1.0, boundary="circular")  # invertible: CG recovers x
     x = _video(dtype=np.float64)
     y = forward_op(x, op)
     assert isinstance(cg_solve(op, y), np.ndarray)

@@ -39,14 +39,16 @@ def test_degrade_restore_evaluate(tmp_path):
           "--noise", "0.01")
     svimg("-q", "restore", tmp_path / "y.tif", tmp_path / "x.zarr", "--nfe", "2", "--seed", "3")
     x = io.load(tmp_path / "x.zarr")
-    assert x.dims == ("t", "y", "x") and x.shape == (4, 16, 16)
+    assert x.dims == ("t", "y", "x") and x.shape == (2, 16, 16)  # 4 frames hold 2 complete exposures of 3
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     params = json.loads(x.attrs["svimg_parameters"])
+    assert params["noise_std"] == 0.01 and params["noise_std_estimated"] is False  # the level degrade recorded
     assert params["nfe"] == 2 and params["seed"] == 3 and params["prior_flips"] == 4  # the bundled prior's default
     assert "sha256" in json.dumps(x.attrs).lower()  # the prior's weights are identified
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3, spatial:sr:2"
-    result = json.loads(svimg("evaluate", tmp_path / "x.zarr", truth, "--json").stdout)
-    expected = metrics.evaluate(x, io.load(truth))
+    centre = io.save(io.load(truth).isel(t=slice(1, 3)), tmp_path / "centre.zarr")  # each exposure's centre frame
+    result = json.loads(svimg("evaluate", tmp_path / "x.zarr", centre, "--json").stdout)
+    expected = metrics.evaluate(x, io.load(centre))
     for key in ("psnr", "ssim", "temporal_consistency"):
         assert result[key] == pytest.approx(expected[key])
 
@@ -95,5 +97,5 @@ def test_demo(tmp_path):
     assert truth.shape == cg.shape == (4, 3, 16, 16)
     assert metrics.psnr(cg, truth) == pytest.approx(saved["metrics"]["CG"]["psnr"])
     degraded = io.load(out / "degraded.zarr")
-    assert degraded.attrs["svimg_op_spec"] == "temporal:uniform:13"  # the default demo degradation
+    assert degraded.attrs["svimg_op_spec"] == "temporal:uniform:13:circular"  # the default demo degradation
     assert json.loads(degraded.attrs["svimg_parameters"])["noise"] == 0.02

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from svimg.cli.opspec import parse_op, parse_ops
+from svimg.cli.opspec import GRAMMAR, parse_op, parse_ops
 from svimg.ops import Downsample, GaussianBlur, RandomMask, TemporalPSF
 
 
@@ -23,6 +23,13 @@ def test_each_form():
     assert isinstance(mask, RandomMask) and (mask.ratio, mask.seed) == (0.25, 7)
     assert parse_op("spatial:mask:0.5").seed == 0
     assert parse_op(" Temporal:Uniform:3 ") == TemporalPSF(3)  # case and spaces do not matter
+    from svimg.ops import BOUNDARIES
+    from svimg.ops.temporal import DEFAULT_BOUNDARY
+
+    assert parse_op("temporal:uniform:7").boundary == DEFAULT_BOUNDARY == TemporalPSF(7).boundary  # the API's
+    assert parse_op("temporal:uniform:7:circular") == TemporalPSF(7, boundary="circular")
+    assert parse_op("temporal:uniform:7:valid") == TemporalPSF(7, boundary="valid")
+    assert "|".join(BOUNDARIES) in GRAMMAR and f"default {DEFAULT_BOUNDARY}" in GRAMMAR
 
 
 def test_specs_apply_in_the_order_given():

@@ -63,3 +63,28 @@ def test_stills_are_rgb_unit_range():
     np.testing.assert_array_equal(cam[..., 0], cam[..., 2])
     with pytest.raises(ValueError, match="unknown still"):
         data.stills(["lena"])
+
+
+def test_record_makes_a_recorded_clip_and_its_aligned_truth():
+    """svimg.data.record: complete exposures of a "valid" PSF, noise, clipping and 8-bit rounding; the truth is each
+    exposure's centre frame; the same seed gives the same noise, in the type of the input."""
+    import torch
+
+    import svimg
+    from svimg.ops import Downsample, TemporalPSF
+
+    x = np.random.default_rng(0).random((20, 3, 8, 8)).astype(np.float32)
+    op = Downsample(2) @ TemporalPSF(7)
+    y, truth = svimg.data.record(x, op, noise_std=0.01, seed=4)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == (14, 3, 4, 4)
+    np.testing.assert_array_equal(truth, x[3:17])  # margins (3, 3): exposure t is centred on frame t + 3
+    np.testing.assert_allclose(y * 255, np.round(y * 255), atol=1e-4)  # 8-bit levels
+    assert 0.0 <= y.min() and y.max() <= 1.0
+    noise = y - svimg.forward_op(x, op)
+    assert 0.007 < noise.std() < 0.013  # sigma 0.01 plus rounding (0.0011)
+    np.testing.assert_array_equal(svimg.data.record(x, op, noise_std=0.01, seed=4)[0], y)
+    assert not np.array_equal(svimg.data.record(x, op, noise_std=0.01, seed=5)[0], y)
+    exact, _ = svimg.data.record(x, op, noise_std=0.0, bits=None)
+    np.testing.assert_allclose(exact, svimg.forward_op(x, op), rtol=0, atol=1e-6)
+    yt, truth_t = svimg.data.record(torch.from_numpy(x), TemporalPSF(4), seed=0)  # margins (1, 2)
+    assert isinstance(yt, torch.Tensor) and yt.shape == (17, 3, 8, 8) and torch.equal(truth_t, torch.from_numpy(x[1:18]))

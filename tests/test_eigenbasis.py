@@ -68,16 +68,19 @@ def test_a_mask_is_not_separable_and_neither_is_any_product_with_one():
 
 
 def test_an_invertible_operator_is_inverted_exactly():
-    op = TemporalPSF(5)  # circular over 6 frames: no zero in the kernel's DFT
+    op = TemporalPSF(5, boundary="circular")  # over 6 frames: no zero in the kernel's DFT
     x_true = rand(*SHAPE)
     x, residual = eigenbasis_solve(op, forward_op(x_true, op), rand(*SHAPE, seed=1), FINAL_RTOL)
     torch.testing.assert_close(x, x_true, rtol=0, atol=1e-12)
     assert residual < 1e-12
 
 
-def test_the_null_space_keeps_the_prior_and_the_rest_fits_the_data():
-    """Downsample(2) @ TemporalPSF: x - x0 lies in range(A^T) (nothing added where A is blind) and A x = y."""
-    op = Downsample(2) @ TemporalPSF(3)
+@pytest.mark.parametrize("boundary", ["valid", "zero"])
+def test_the_null_space_keeps_the_prior_and_the_rest_fits_the_data(boundary):
+    """Downsample(2) @ TemporalPSF: x - x0 lies in range(A^T) (nothing added where A is blind) and A x = y;
+    "valid": a rectangular temporal matrix (T - 2 rows for T unknown frames), blind to 2 more directions."""
+    op = Downsample(2) @ TemporalPSF(3, boundary=boundary)
+    assert op.kronecker(SHAPE).matrices[0].shape == (SHAPE[0] - sum(op.margins), SHAPE[0])
     y, x0 = forward_op(rand(*SHAPE), op), rand(*SHAPE, seed=1)
     x, residual = eigenbasis_solve(op, y, x0, FINAL_RTOL)
     A = dense(op, SHAPE)
@@ -114,9 +117,9 @@ def test_untouched_takes_the_most_smallest_eigenvalues_the_budget_allows():
 def test_the_exact_last_step_says_how_it_was_solved(make, method):
     xr = pytest.importorskip("xarray")
     op = make()
-    y = forward_op(rand(6, 3, 8, 8), op)
+    y = forward_op(rand(12, 3, 8, 8), op)  # 6 complete exposures of 7 frames
     out = sample(xr.DataArray(y.numpy(), dims=("t", "c", "y", "x")), op, GaussianPrior(), nfe=3, seed=0,
-                 progress=False)
+                 noise_std=None, progress=False)
     params = json.loads(out.attrs["svimg_parameters"])
     assert params["final_step"] == method and params["final_relative_residual"] < FINAL_RTOL
 

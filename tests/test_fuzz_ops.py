@@ -73,8 +73,7 @@ def problems(draw, max_factors: int = 4, max_side: int = 3, max_T: int = 8, max_
     multiple = int(np.prod(pools))
     T, C = draw(st.integers(1, max_T)), draw(st.integers(1, max_C))
     H, W = multiple * draw(st.integers(1, max_side)), multiple * draw(st.integers(1, max_side))
-    shape = (T, C, H, W)
-    chain, current = [], shape
+    chain, current = [], (10**6, C, H, W)  # frames fixed below, once the "valid" PSFs' needs are known
     for kind, f in zip(kinds, pools):
         if kind in ("temporal", "temporal.T"):
             op = draw(temporal_psfs())
@@ -95,6 +94,7 @@ def problems(draw, max_factors: int = 4, max_side: int = 3, max_T: int = 8, max_
         chain.append(op)
         current = op.output_shape(current)
     composed = functools.reduce(lambda acc, op: op @ acc, chain[1:], chain[0])
+    shape = (T + sum(sum(op.margins) for op in chain), C, H, W)  # "valid" PSFs: T to max_T measured frames
     return chain, composed, shape, draw(st.integers(0, 2**32 - 1))
 
 
@@ -235,10 +235,11 @@ def test_conjugate_gradient_on_random_spd_matrices(profile):
 
 @st.composite
 def time_matrices(draw) -> np.ndarray:
-    """A PSF's T x T matrix (banded, wrapped at the corners by circular) or a random sparse matrix."""
+    """A PSF's T x T matrix (banded, wrapped at the corners by circular; the square matrix a "valid" PSF sends the
+    kernel, whose incomplete rows it drops afterwards) or a random sparse matrix."""
     T = draw(st.integers(1, 12))
     if draw(st.booleans()):
-        return draw(temporal_psfs()).matrix(T)
+        return draw(temporal_psfs())._square(T)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return np.where(rng.random((T, T)) < draw(st.floats(0, 1)), rng.standard_normal((T, T)), 0.0)
 

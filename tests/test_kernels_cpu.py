@@ -47,13 +47,21 @@ TABLES = {"ell": _ell_tables, "planned": _dispatch.band_plan}  # planned: runnin
 @pytest.mark.parametrize("psf", list(PSFS))
 def test_matches_torch_reference(psf, boundary, dtype, tables, monkeypatch):
     """Forward, adjoint and normal: within 1e-6 (float32) / 1e-14 (float64) of the dense torch product,
-    relative to its max."""
+    relative to its max.  "valid" sends the kernel the square matrices TemporalPSF applies (the zero rule's,
+    whose incomplete rows it drops afterwards) and M^T M, which exists from one complete exposure on."""
     op = PSFS[psf](boundary)
     rng = np.random.default_rng(0)
     for T, P in SHAPES + [(40, 3001)]:
         x = rng.standard_normal((T, P)).astype(dtype)
-        M = op.matrix(T)
-        for kind, (A, factors) in {"forward": (M, ()), "adjoint": (M.T, ()), "normal": (M.T @ M, (M, M.T))}.items():
+        if boundary == "valid":
+            S = op._square(T)
+            cases = {"forward": (S, ()), "adjoint": (S.T, ())}
+            if T > sum(op.margins):
+                cases["normal"] = (op._normal_matrix(T), ())
+        else:
+            M = op.matrix(T)
+            cases = {"forward": (M, ()), "adjoint": (M.T, ()), "normal": (M.T @ M, (M, M.T))}
+        for kind, (A, factors) in cases.items():
             got = kernel_module.stages_apply(x, TABLES[tables](A, factors))
             ref = _torch_reference(x, A, monkeypatch)
             assert got.dtype == dtype and got.shape == (T, P)
@@ -64,18 +72,18 @@ def test_matches_torch_reference(psf, boundary, dtype, tables, monkeypatch):
 
 def test_box_kernels_plan_running_sums_and_split_normals():
     """Width 13 forward: two taps and a carried row on most rows; the normal operator as two running-sum stages."""
-    M = TemporalPSF(13).matrix(64)
+    M = TemporalPSF(13, boundary="circular").matrix(64)
     (cols, weights, recur), cost = _dispatch.stage_table(M)
     assert recur.sum() >= 64 * _dispatch.RESTART // (_dispatch.RESTART + 1) - 1 and cost < 5
     assert len(_dispatch.band_plan(M.T @ M, (M, M.T))) == 2
-    gauss = TemporalPSF.gaussian(1.0).matrix(64)  # no exact zeros in its row differences: direct rows only
+    gauss = TemporalPSF.gaussian(1.0, boundary="circular").matrix(64)  # no exact zeros in its row differences: direct rows only
     assert not _dispatch.stage_table(gauss)[0][2].any()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_kernel_reports_non_finite_input(bad):
     x = np.random.default_rng(6).random((8, 5000))
-    stages = _dispatch.band_plan(TemporalPSF(3).matrix(8))
+    stages = _dispatch.band_plan(TemporalPSF(3, boundary="circular").matrix(8))
     out, finite = kernel_module.stages_apply(x, stages, report_finite=True)
     assert finite and np.array_equal(out, kernel_module.stages_apply(x, stages))
     x[5, 4321] = bad
@@ -121,7 +129,7 @@ def test_bad_arguments(args, error, match):
 def _big_problem():
     """Large enough (17 M multiply-adds) for the kernel to run a while on the parallel path."""
     x = np.random.default_rng(3).random((8, 300_007)).astype(np.float32)
-    return x, _dispatch.ell_form(TemporalPSF(7).matrix(8))
+    return x, _dispatch.ell_form(TemporalPSF(7, boundary="circular").matrix(8))
 
 
 def test_releases_the_gil():

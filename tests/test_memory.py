@@ -60,16 +60,17 @@ def test_forecast_line_one_pass_windows_and_refusal(monkeypatch):
     plan = memory.forecast(y, TemporalPSF(5), GaussianPrior(), nfe=4)
     match = FORECAST.match(plan.line())
     assert plan.fits and plan.window is None and match, plan.line()
-    assert match.group(1, 2, 3, 4, 5) == ("64", "3", "16", "16", "cpu") and match.group(7) == "one pass"
+    # the restored volume: 64 measured frames and the 4 a "valid" PSF of 5 taps reaches past their ends
+    assert match.group(1, 2, 3, 4, 5) == ("68", "3", "16", "16", "cpu") and match.group(7) == "one pass"
     assert int(match.group(8)) == plan.batch_size and match.group(13) == "4"
-    volume = 64 * 3 * 16 * 16 * 4
+    volume = 68 * 3 * 16 * 16 * 4
     monkeypatch.setattr(memory, "free_memory", lambda device: memory.SAMPLER_VOLUMES * volume / 2)
     plan = memory.forecast(y, TemporalPSF(5), GaussianPrior(), nfe=4)
     assert plan.fits and 10 <= plan.window < 64, plan.line()  # the longest window that fits, >= 2 x support
     assert FORECAST.match(plan.line()).group(7) == f"windows of {plan.window} frames"
     monkeypatch.setattr(memory, "free_memory", lambda device: 1000)
     plan = memory.forecast(y, TemporalPSF(5), GaussianPrior(), nfe=4)
-    assert not plan.fits and plan.line().startswith("cannot run: 64 frames of 3x16x16 need ")
+    assert not plan.fits and plan.line().startswith("cannot run: 68 frames of 3x16x16 need ")
 
 
 @pytest.mark.parametrize("weight", [{"gamma": 1.0}, {"noise_std": "auto"}, {"noise_std": 0.02}])
@@ -79,7 +80,7 @@ def test_forecast_counts_the_weighted_data_steps_volume_as_sample_does(monkeypat
     monkeypatch.setattr(memory, "measure_prior", lambda *args, **kwargs: memory.PriorCost(10_000, 0.01))
     plain = memory.forecast(y, TemporalPSF(3), GaussianPrior(), nfe=2, batch_size=1)
     weighted = memory.forecast(y, TemporalPSF(3), GaussianPrior(), nfe=2, batch_size=1, **weight)
-    volume = 8 * 3 * 16 * 16 * 4
+    volume = (8 + 2) * 3 * 16 * 16 * 4  # the unknown frames: y's 8 and the 2 a "valid" PSF of 3 reaches past them
     ratio = 2 if memory.working_set("cpu", torch.float32, volume, True)[0] == torch.float64 else 1
     assert weighted.peak_bytes - plain.peak_bytes == ratio * volume
 
@@ -105,7 +106,8 @@ def test_cli_refuses_in_one_line_when_the_volumes_cannot_fit(tmp_path, capsys, m
     status = main(["restore", str(tmp_path / "y.zarr"), str(tmp_path / "x.zarr"), "--op", "temporal:uniform:3",
                    "--nfe", "2"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and re.match(r"svimg: error: cannot run: 10 frames of 3x8x8 need \d+\.\d GB", err[-1]), err
+    # 12 frames restored: the 10 measured and the 2 a "valid" PSF of 3 reaches past them
+    assert status == 2 and re.match(r"svimg: error: cannot run: 12 frames of 3x8x8 need \d+\.\d GB", err[-1]), err
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -165,10 +167,11 @@ def test_sample_keeps_float32_data_steps_when_float64_would_not_fit(monkeypatch)
     xr = pytest.importorskip("xarray")
     op = TemporalPSF(3)
     y = xr.DataArray(svimg.forward_op(torch.rand(4, 3, 8, 8), op).numpy(), dims=("t", "c", "y", "x"))
-    volume = y.size * 4
+    volume = 4 * 3 * 8 * 8 * 4  # the restored volume (y has 2 frames, the "valid" PSF's input 4)
     runs = {}
     for label, free in (("roomy", 18 * volume / memory.F64_SHARE), ("tight", 17 * volume / memory.F64_SHARE)):
         monkeypatch.setattr(memory, "free_memory", lambda device, free=free: free)
-        x = svimg.sample(y, op, GaussianPrior(), nfe=3, batch_size=4, seed=0, progress=False)
+        x = svimg.sample(y, op, GaussianPrior(), nfe=3, batch_size=4, seed=0, noise_std=None,  # noise-free: as measured
+                         progress=False)
         runs[label] = json.loads(x.attrs["svimg_parameters"])["data_dtype"]
     assert runs == {"roomy": "float64", "tight": "float32"}

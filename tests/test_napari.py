@@ -110,10 +110,12 @@ def test_layer_to_video_scales_integers_and_rejects_bad_shapes():
 
 
 def test_build_operator_composes_temporal_first():
-    op = build_operator({"temporal": "gaussian", "sigma": 1.0, "spatial": "downsample", "factor": 2})
+    op = build_operator({"temporal": "gaussian", "sigma": 1.0, "boundary": "circular", "spatial": "downsample",
+                         "factor": 2})
     assert op.output_shape((T, 1, H, W)) == (T, 1, H // 2, W // 2)
     x = np.random.default_rng(1).random((T, 1, H, W)).astype(np.float32)
-    expected = svimg.forward_op(svimg.forward_op(x, svimg.ops.TemporalPSF.gaussian(1.0)), svimg.ops.Downsample(2))
+    expected = svimg.forward_op(svimg.forward_op(x, svimg.ops.TemporalPSF.gaussian(1.0, boundary="circular")),
+                                svimg.ops.Downsample(2))
     np.testing.assert_allclose(svimg.forward_op(x, op), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="no operator given"):
         build_operator({"temporal": "none", "spatial": "none"})
@@ -209,7 +211,9 @@ def test_writer_round_trips(plugin, tmp_path, rgb):
     assert back_kwargs["rgb"] is rgb
     for key in ("svimg_operation", "svimg_operator", "svimg_parameters", OP_SPEC_ATTR):
         assert back_kwargs["metadata"][key] == kwargs["metadata"][key]
-    assert svimg.io.load(path).attrs[OP_SPEC_ATTR] == "temporal:uniform:3:circular"  # what `svimg restore` reads
+    from svimg.ops.temporal import DEFAULT_BOUNDARY
+
+    assert svimg.io.load(path).attrs[OP_SPEC_ATTR] == f"temporal:uniform:3:{DEFAULT_BOUNDARY}"  # `svimg restore` reads it
     with pytest.raises(Exception, match="exist"):
         npe2.write(str(path), [(data, kwargs, "image")], plugin_name="svimg")
 
@@ -242,7 +246,7 @@ def test_open_file_and_sample_data(viewer, tmp_path):
     truth, degraded = viewer.open_sample("svimg", "degraded_clip")
     assert truth.rgb and truth.data.shape == degraded.data.shape == (16, 128, 128, 3)
     assert degraded.metadata[OP_SPEC_ATTR] == "temporal:uniform:7:circular"
-    blurred = svimg.forward_op(truth.data.transpose(0, 3, 1, 2), svimg.ops.TemporalPSF(7))
+    blurred = svimg.forward_op(truth.data.transpose(0, 3, 1, 2), svimg.ops.TemporalPSF(7, boundary="circular"))
     np.testing.assert_allclose(degraded.data, blurred.transpose(0, 2, 3, 1), atol=1e-6)
 
 
@@ -280,7 +284,11 @@ def _run_restore(qtbot, widget, layer, nfe, preview_every=1, seed=0):
 
 @needs_display
 def test_restore_widget_noise_std_choices(viewer):
+    import inspect
+
     widget = _dock(viewer, "Restore")
+    assert widget.sample_parameters()["noise_std"] == inspect.signature(svimg.sample).parameters["noise_std"].default
+    widget._noise_std_mode.value = "none"
     assert widget.sample_parameters()["noise_std"] is None
     widget._noise_std_mode.value = "auto"
     assert widget.sample_parameters()["noise_std"] == "auto"
@@ -418,7 +426,7 @@ def test_compare_widget_plots_per_frame_metrics(viewer):
 
     clean = _video(True)
     ref = _add(viewer, clean, "truth")
-    est = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3)), "blurred")
+    est = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3, boundary="circular")), "blurred")  # T frames
     widget = _dock(viewer, "Compare")
     widget._image.value, widget._reference.value = est, ref
     result = widget.run()

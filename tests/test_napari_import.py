@@ -11,7 +11,7 @@ def test_import_svimg_loads_no_gui_toolkit():
         import sys
         import numpy as np
         import svimg, svimg.ops, svimg.napari
-        y = svimg.forward_op(np.zeros((4, 8, 8), np.float32), svimg.ops.TemporalPSF(3))
+        y = svimg.forward_op(np.zeros((4, 8, 8), np.float32), svimg.ops.TemporalPSF(3, boundary="circular"))
         assert y.shape == (4, 8, 8)
         from svimg.napari import _layers, _operator, _reader, _writer, _sample_data  # Qt-free plugin parts
         toolkits = ("napari", "PyQt5", "PyQt6", "PySide2", "PySide6", "qtpy", "magicgui", "vispy")

@@ -1,5 +1,7 @@
 """Operators: exact adjoints (dot test), linearity, algebra, and equality with plain references."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -22,7 +24,8 @@ from svimg.ops import (
 )
 
 SETTINGS = settings(max_examples=25, deadline=None)
-SCIPY_MODE = {"circular": "wrap", "zero": "constant", "reflect": "reflect", "replicate": "nearest"}
+# "valid" is scipy's result with the incomplete rows dropped (any mode: they are the ones a mode touches)
+SCIPY_MODE = {"valid": "constant", "circular": "wrap", "zero": "constant", "reflect": "reflect", "replicate": "nearest"}
 ASYMMETRIC = [0.5, -0.2, 1.0, 0.3]  # even length, not symmetric, not normalised: no accidental self-adjointness
 
 TEMPORAL = {
@@ -49,6 +52,9 @@ OPERATORS = {
     "identity": (lambda H, W: Identity(), 1),
     "scaled": (lambda H, W: -1.5 * TemporalPSF(kernel=ASYMMETRIC, boundary="reflect"), 1),
     "paper-sr": (lambda H, W: Downsample(2) @ TemporalPSF(7, boundary="zero"), 2),
+    "recorded-sr": (lambda H, W: Downsample(2) @ TemporalPSF(7), 2),  # the default boundary, "valid"
+    "scaled-valid": (lambda H, W: -1.5 * TemporalPSF(kernel=ASYMMETRIC, boundary="valid"), 1),
+    "adjoint-valid": (lambda H, W: TemporalPSF(kernel=ASYMMETRIC, boundary="valid").T, 1),
     "chain3": (
         lambda H, W: RandomMask(0.5, seed=1) @ GaussianBlur(5, 1.0) @ TemporalPSF.gaussian(1.0, boundary="replicate"),
         1,
@@ -68,6 +74,12 @@ def volumes(draw, multiple=1):
     return (T, C, H, W), draw(st.integers(0, 2**32 - 1))
 
 
+def _fit(op, shape):
+    """``shape`` with ``sum(op.margins)`` more frames: T measured frames for a "valid" PSF (which rejects
+    fewer than one complete exposure), the shape itself for every other operator."""
+    return (shape[0] + sum(op.margins), *shape[1:])
+
+
 def _randn(shape, seed, dtype=torch.float64):
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape)).to(dtype)
 
@@ -77,10 +89,12 @@ def _randn(shape, seed, dtype=torch.float64):
 @SETTINGS
 @given(data=st.data())
 def test_dot_test(name, dtype, data):
-    """<A u, v> == <u, A^T v> to the dtype's precision, T = 1 and T < kernel width included."""
+    """<A u, v> == <u, A^T v> to the dtype's precision, T = 1 and T < kernel width included ("valid": 1 to 20
+    measured frames)."""
     factory, multiple = OPERATORS[name]
     shape, seed = data.draw(volumes(multiple))
     op = factory(*shape[-2:])
+    shape = _fit(op, shape)
     u = _randn(shape, seed, dtype)
     v = _randn(op.output_shape(shape), seed + 1, dtype)
     gap, scale = adjoint_gap(op, u, v)
@@ -95,6 +109,7 @@ def test_linear_and_normal(name, data):
     factory, multiple = OPERATORS[name]
     shape, seed = data.draw(volumes(multiple))
     op = factory(*shape[-2:])
+    shape = _fit(op, shape)
     u, w = _randn(shape, seed), _randn(shape, seed + 1)
     a, b = 0.7, -2.5
     torch.testing.assert_close(op.forward(a * u + b * w), a * op.forward(u) + b * op.forward(w), rtol=1e-12, atol=1e-12)
@@ -125,12 +140,15 @@ def test_dot_test_detects_a_wrong_adjoint():
     seed=st.integers(0, 2**32 - 1),
 )
 def test_temporal_matches_scipy_convolve1d(T, taps, boundary, seed):
-    """y[t] = sum_j k[j] x[t - j + len(k)//2] with scipy's boundary modes, any length (even too), kernel > T too."""
+    """y[t] = sum_j k[j] x[t - j + len(k)//2] with scipy's boundary modes, any length (even too), kernel > T too;
+    "valid": T measured frames from T + taps - 1, scipy's rows without the incomplete ones (op.margins)."""
     rng = np.random.default_rng(seed)
     kernel = rng.standard_normal(taps)
-    x = rng.standard_normal((T, 2, 3, 2))
     op = TemporalPSF(kernel=kernel, boundary=boundary, normalize=False)
-    expected = ndi.convolve1d(x, kernel, axis=0, mode=SCIPY_MODE[boundary])
+    T += sum(op.margins)
+    x = rng.standard_normal((T, 2, 3, 2))
+    lead, trail = op.margins
+    expected = ndi.convolve1d(x, kernel, axis=0, mode=SCIPY_MODE[boundary])[lead:T - trail]
     np.testing.assert_allclose(op.forward(torch.from_numpy(x)).numpy(), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(op.matrix(T), dense(op, (T, 1, 1, 1)), rtol=0, atol=1e-15)
 
@@ -146,7 +164,9 @@ def test_paper_psfs_match_scipy_filters(boundary):
         (TemporalPSF.gaussian(1.0, boundary=boundary), ndi.gaussian_filter1d(x, 1.0, axis=0, mode=mode, truncate=3.0)),
     ]
     for op, expected in cases:
-        np.testing.assert_allclose(op.forward(torch.from_numpy(x)).numpy(), expected, rtol=1e-12, atol=1e-14)
+        lead, trail = op.margins  # "valid": 16 - support + 1 complete exposures
+        np.testing.assert_allclose(op.forward(torch.from_numpy(x)).numpy(), expected[lead:16 - trail],
+                                   rtol=1e-12, atol=1e-14)
 
 
 def test_temporal_kernels():
@@ -185,20 +205,27 @@ def test_temporal_matrix_structure(boundary):
     T = 10
     M = TemporalPSF(7, boundary=boundary).matrix(T)
     rows = M.sum(axis=1)
+    A = TemporalPSF(kernel=ASYMMETRIC, boundary=boundary).matrix(T)
+    if boundary == "valid":  # (T - 6, T): row t is the kernel over frames t .. t + 6, reversed (a convolution)
+        assert M.shape == (T - 6, T) and A.shape == (T - 3, T)
+        np.testing.assert_allclose(rows, 1.0, rtol=1e-14)
+        for t in range(T - 3):
+            np.testing.assert_allclose(A[t, t:t + 4], np.array(ASYMMETRIC)[::-1] / sum(ASYMMETRIC), rtol=1e-14)
+            assert not A[t, :t].any() and not A[t, t + 4:].any()
+        return
     if boundary == "zero":
         assert rows[3:-3] == pytest.approx(1.0) and rows[0] == pytest.approx(4 / 7)
     else:
         np.testing.assert_allclose(rows, 1.0, rtol=1e-14)
     assert np.allclose(M, M.T) == (boundary != "replicate")
-    A = TemporalPSF(kernel=ASYMMETRIC, boundary=boundary).matrix(T)
     assert not np.allclose(A, A.T)
 
 
 def test_temporal_kernel_longer_than_video():
     """T = 3 with 13 taps: the circular boundary wraps the offsets -6..6 several times (5 land on t, 4 on each other)."""
-    M = TemporalPSF(13).matrix(3)
+    M = TemporalPSF(13, boundary="circular").matrix(3)
     np.testing.assert_allclose(M, np.where(np.eye(3) == 1, 5 / 13, 4 / 13), rtol=1e-14)
-    assert TemporalPSF(13).matrix(1).tolist() == [[pytest.approx(1.0)]]
+    assert TemporalPSF(13, boundary="circular").matrix(1).tolist() == [[pytest.approx(1.0)]]
     assert TemporalPSF(13, boundary="zero").matrix(1).tolist() == [[pytest.approx(1 / 13)]]
 
 
@@ -216,7 +243,7 @@ def test_temporal_kernel_longer_than_video():
         (dict(kernel=[1.0, -1.0]), ValueError, "kernel must have a positive sum"),
         (dict(kernel=[1.0, np.nan]), ValueError, "kernel contains NaN or Inf"),
         (dict(kernel=["a", "b"]), TypeError, "kernel must be a 1-D array of real numbers"),
-        (dict(width=3, boundary="periodic"), ValueError, r"boundary must be one of \('circular', 'zero', 'reflect', 'replicate'\), got 'periodic'"),
+        (dict(width=3, boundary="periodic"), ValueError, re.escape(f"boundary must be one of {BOUNDARIES}, got 'periodic'")),
     ],
 )
 def test_temporal_bad_arguments(kwargs, error, match):
@@ -228,6 +255,7 @@ def test_temporal_non_normalised_kernels_are_allowed():
     """Without normalisation any finite 1-D kernel is a valid operator (a zero-sum derivative, say)."""
     op = TemporalPSF(kernel=[1.0, -1.0], normalize=False)
     assert op.matrix(4).sum() == pytest.approx(0.0)
+    assert TemporalPSF(kernel=[1.0, -1.0], normalize=False, boundary="circular").matrix(4).sum() == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(
@@ -363,9 +391,54 @@ def test_composition_applies_right_operand_first():
     torch.testing.assert_close(op.forward(x), A.forward(B.forward(C.forward(x))), rtol=0, atol=0)
     torch.testing.assert_close(op.adjoint(y), C.adjoint(B.adjoint(A.adjoint(y))), rtol=0, atol=0)
     assert not torch.allclose((B @ A).forward(x), (A @ B).forward(x))  # the order is not a matter of taste
-    assert (Downsample(2) @ TemporalPSF(7)).output_shape((16, 3, 8, 8)) == (16, 3, 4, 4)
-    assert (Downsample(2) @ TemporalPSF(7)).input_shape((16, 3, 4, 4)) == (16, 3, 8, 8)
-    assert repr(Downsample(4) @ TemporalPSF(7)) == "Downsample(4) @ TemporalPSF(7, boundary='circular')"
+    circular = TemporalPSF(7, boundary="circular")
+    assert (Downsample(2) @ circular).output_shape((16, 3, 8, 8)) == (16, 3, 4, 4)
+    assert (Downsample(2) @ circular).input_shape((16, 3, 4, 4)) == (16, 3, 8, 8)
+    assert repr(Downsample(4) @ circular) == "Downsample(4) @ TemporalPSF(7, boundary='circular')"
+    assert repr(Downsample(4) @ TemporalPSF(7)) == "Downsample(4) @ TemporalPSF(7, boundary='valid')"
+
+
+def test_valid_is_the_default_and_its_shapes():
+    """A clip cut from a longer recording: T_x unknown frames, T_x - support + 1 measured rows, margins (k-1-c, c)."""
+    from svimg.ops.temporal import DEFAULT_BOUNDARY
+
+    assert DEFAULT_BOUNDARY == "valid" == TemporalPSF(7).boundary == TemporalPSF.gaussian(1.0).boundary
+    for op, margins in [(TemporalPSF(7), (3, 3)), (TemporalPSF(4), (1, 2)), (TemporalPSF(1), (0, 0)),
+                        (TemporalPSF(7, boundary="circular"), (0, 0)), (TemporalPSF(7, boundary="zero"), (0, 0))]:
+        assert op.margins == margins
+        extra = sum(margins)
+        assert op.output_shape((20, 3, 8, 8)) == (20 - extra, 3, 8, 8)
+        assert op.input_shape((20 - extra, 3, 8, 8)) == (20, 3, 8, 8)
+        assert op.matrix(20).shape == (20 - extra, 20)
+        assert tuple(op.forward(torch.zeros(20, 1, 2, 2)).shape) == (20 - extra, 1, 2, 2)
+        assert tuple(op.adjoint(torch.zeros(20 - extra, 1, 2, 2)).shape) == (20, 1, 2, 2)
+    valid = TemporalPSF(7)
+    np.testing.assert_array_equal(valid.matrix(12), valid._square(12)[3:9])  # the complete rows of the zero rule
+
+
+def test_composed_margins_and_shapes():
+    """Composed ops add their margins, Scaled passes them through; shapes follow the temporal PSF."""
+    op = RandomMask(0.5, seed=1) @ Downsample(2) @ TemporalPSF(13)
+    assert op.margins == (6, 6) and (2.0 * op).margins == (6, 6) and (op * 2.0).margins == (6, 6)
+    assert op.output_shape((20, 3, 8, 8)) == (8, 3, 4, 4)
+    assert op.input_shape((8, 3, 4, 4)) == (20, 3, 8, 8)
+    assert (GaussianBlur(5, 1.0) @ TemporalPSF(4)).margins == (1, 2)
+    assert (Downsample(2) @ TemporalPSF(7, boundary="reflect")).margins == (0, 0)
+    assert Identity().margins == (0, 0)
+
+
+@pytest.mark.parametrize("T", [1, 6])
+def test_valid_too_short_input_raises(T):
+    """Fewer frames than one complete exposure (7 taps need 7) is an error naming the need, not an empty result."""
+    op = Downsample(2) @ TemporalPSF(7)
+    with pytest.raises(ValueError, match=rf"TemporalPSF\(7, boundary='valid'\) needs more than 6 frames.*got {T}"):
+        op.forward(torch.zeros(T, 1, 4, 4))
+    with pytest.raises(ValueError, match="needs more than 6 frames"):
+        op.output_shape((T, 1, 4, 4))
+    with pytest.raises(ValueError, match="needs more than 6 frames"):
+        TemporalPSF(7).matrix(T)
+    with pytest.raises(ValueError, match="needs at least one measured frame, got 0"):
+        TemporalPSF(7).input_shape((0, 1, 4, 4))
 
 
 def test_scalar_weights():
@@ -419,6 +492,7 @@ def test_backends_agree_with_torch(backend, name, dtype, monkeypatch):
         monkeypatch.setenv("SVIMG_BACKEND", b)
         for shape in shapes:
             op = factory(*shape[-2:])
+            shape = _fit(op, shape)
             x = _randn(shape, 0, dtype)
             y = _randn(op.output_shape(shape), 1, dtype)
             results.setdefault(b, []).extend([op.forward(x), op.adjoint(y), op.normal(x)])

@@ -21,8 +21,11 @@ def rand(*shape, seed=0, dtype=torch.float32):
 
 
 def run(y, op, prior=None, **kw):
+    """Algorithm 1 as the paper runs it: noise-free data, the exact data step (noise_std=None named; the
+    default "auto" for recorded data is tested in test_noise_std.py and below)."""
     kw.setdefault("seed", 0)
     kw.setdefault("progress", False)
+    kw.setdefault("noise_std", None)
     return sample(y, op, GaussianPrior() if prior is None else prior, **kw)
 
 
@@ -47,6 +50,25 @@ def test_returns_the_input_type_and_the_operator_input_shape():
     assert isinstance(x_big, torch.Tensor) and x_big.shape == (T, C, 8, 8)
 
 
+def test_valid_psf_returns_the_frames_aligned_with_y_or_all_with_keep_margins():
+    """A "valid" PSF restores op.margins more frames than y at either end; the result is the y-aligned ones unless
+    keep_margins, and the aligned frames are those of the whole restoration (not a second run)."""
+    xr = pytest.importorskip("xarray")
+    op = Downsample(2) @ TemporalPSF(4)  # margins (1, 2)
+    y = svimg.forward_op(rand(T + 3, C, S, S, dtype=torch.float64), op)
+    assert y.shape == (T, C, S // 2, S // 2)
+    aligned, whole = run(y, op, nfe=3), run(y, op, nfe=3, keep_margins=True)
+    assert aligned.shape == (T, C, S, S) and whole.shape == (T + 3, C, S, S)
+    torch.testing.assert_close(aligned, whole[1:T + 1], rtol=0, atol=0)
+    da = xr.DataArray(y.numpy(), dims=("t", "c", "y", "x"), coords={"t": np.arange(T) * 0.5})
+    x = run(da, op, nfe=3)
+    np.testing.assert_array_equal(x.t, da.t)
+    params = __import__("json").loads(x.attrs["svimg_parameters"])
+    assert params["margins"] == "[1, 2]" and params["margins_kept"] is False  # provenance writes lists as text
+    with pytest.raises(TypeError, match="keep_margins"):
+        run(y, op, keep_margins="yes")
+
+
 def test_xarray_result_carries_provenance_of_every_parameter():
     xr = pytest.importorskip("xarray")
     y = xr.DataArray(rand(T, C, S, S).numpy(), dims=("t", "c", "y", "x"), coords={"t": np.arange(T) * 0.5})
@@ -65,8 +87,9 @@ def _static_run(noise):
     # Uniform width 7 on 7 circular frames averages every frame: only the temporal mean is measured,
     # so whatever varies from frame to frame comes from the noise.
     frame = rand(1, C, S, S)
-    y = svimg.forward_op(frame.repeat(7, 1, 1, 1), TemporalPSF(7))
-    return run(y, TemporalPSF(7), nfe=10, eta=0.8, noise=noise)
+    op = TemporalPSF(7, boundary="circular")
+    y = svimg.forward_op(frame.repeat(7, 1, 1, 1), op)
+    return run(y, op, nfe=10, eta=0.8, noise=noise)
 
 
 def test_static_video_stays_frame_identical_under_batch_noise():
@@ -89,8 +112,8 @@ def test_static_video_drifts_apart_with_per_frame_noise(noise):
 def test_data_residual_far_below_the_unconditioned_sample(op):
     x_true = rand(T, C, S, S, seed=3)
     y = op.forward(x_true)
-    conditioned = run(y, op, nfe=20)
-    unconditioned = run(y, op, nfe=20, cg_iters=0)
+    conditioned = run(y, op, nfe=20, keep_margins=True)  # every unknown frame ("valid": op.margins more than y)
+    unconditioned = run(y, op, nfe=20, cg_iters=0, keep_margins=True)
     assert residual(conditioned, op, y) < 0.1 * residual(unconditioned, op, y)
 
 
@@ -190,7 +213,7 @@ def test_single_channel_runs_through_a_three_channel_prior_by_replication():
     y = svimg.forward_op(rand(T, S, S), TemporalPSF(3))  # (T, H, W)
     x3 = run(y, TemporalPSF(3), GaussianPrior(channels=3))
     x1 = run(y, TemporalPSF(3), GaussianPrior(channels=1))
-    assert x3.shape == (T, S, S)
+    assert x3.shape == (T - 2, S, S)  # the frames aligned with y's ("valid" PSF of 3 taps)
     # A pixelwise prior predicts the same noise for every replicated channel: the average is the 1-channel answer.
     torch.testing.assert_close(x3, x1, rtol=0, atol=1e-5)
 
@@ -260,7 +283,7 @@ def test_full_run_matches_a_transcription_with_the_same_draws():
     y = op.forward(rand(T, C, S, S, dtype=torch.float64))
     prior = GaussianPrior(std=0.5, dtype=torch.float64)
     eta = 0.5
-    got = sample(y, op, prior, nfe=4, eta=eta, seed=9, progress=False)
+    got = sample(y, op, prior, nfe=4, eta=eta, seed=9, noise_std=None, progress=False)
 
     g = torch.Generator().manual_seed(9)
     draw = lambda: torch.randn(1, C, S, S, generator=g, dtype=torch.float64).repeat(T, 1, 1, 1)  # noqa: E731
@@ -368,9 +391,10 @@ def test_bundled_prior_end_to_end():
         prior = svimg.priors.bundled()
     except FileNotFoundError:
         pytest.skip("the bundled prior's weights are not installed")
-    y = svimg.forward_op(rand(3, 1, 16, 16), TemporalPSF(3))
-    x = sample(y, TemporalPSF(3), nfe=2, seed=0, progress=False, device="cpu")  # prior=None -> bundled
+    op = TemporalPSF(3, boundary="circular")
+    y = svimg.forward_op(rand(3, 1, 16, 16), op)
+    x = sample(y, op, nfe=2, seed=0, noise_std=None, progress=False, device="cpu")  # prior=None -> bundled
     assert x.shape == (3, 1, 16, 16) and float(x.min()) >= 0 and float(x.max()) <= 1
     from svimg.baselines import dps
 
-    assert torch.isfinite(dps(y, TemporalPSF(3), prior, nfe=2, seed=0, progress=False)).all()
+    assert torch.isfinite(dps(y, op, prior, nfe=2, seed=0, progress=False)).all()

@@ -50,6 +50,11 @@ def _dense(M: np.ndarray, x: torch.Tensor) -> torch.Tensor:
 
 
 def _matrices(op: TemporalPSF, T: int) -> dict:
+    """The T x T matrices the operator sends a kernel ("valid": the zero rule's square one, whose incomplete rows
+    it drops afterwards, and M^T M once there is a complete exposure)."""
+    if op.boundary == "valid":
+        S = op._square(T)
+        return {"forward": S, "adjoint": S.T, **({"normal": op._normal_matrix(T)} if T > sum(op.margins) else {})}
     M = op.matrix(T)
     return {"forward": M, "adjoint": M.T, "normal": M.T @ M}
 
@@ -87,7 +92,7 @@ def test_band_apply_default_tiling_and_input_untouched():
 
 
 def test_band_apply_rejects_bad_input():
-    cols, weights = _dispatch.ell_form(TemporalPSF(3).matrix(4))
+    cols, weights = _dispatch.ell_form(TemporalPSF(3, boundary="circular").matrix(4))  # 4 x 4
     x = _rand((4, 8), 0)
     with pytest.raises(ValueError, match="do not fit 5 frames"):
         tt.band_apply(_rand((5, 8), 0), cols, weights)

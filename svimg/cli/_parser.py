@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 
 from .opspec import GRAMMAR
@@ -12,15 +13,16 @@ __all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE"]
 # The demo's measurement when --op / --noise are not given: the paper's hardest temporal PSF plus
 # measurement noise, the regime where CG alone amplifies noise and the prior matters.  The demo restores
 # it with --noise-std auto unless --gamma or --noise-std is given.
-DEMO_OPS = ("temporal:uniform:13",)
+DEMO_OPS = ("temporal:uniform:13:circular",)  # the paper's setting, named: 16 frames in, 16 out
 DEMO_NOISE = 0.02
 
 OP_HELP = f"""\
 operator specs (--op, repeatable, applied in the order given, temporal first as in the paper):
-  {GRAMMAR.replace(' | ', chr(10) + '  ')}
-  BOUNDARY: circular (default), zero, reflect, replicate
+  {GRAMMAR.replace(' | ', chr(10) + '  ').replace('; ', chr(10) + '  ')}
+  (valid: a clip cut from a longer recording, N frames give N - W + 1 complete exposures)
 examples:
-  --op temporal:uniform:13                      13-frame box blur in time (circular boundary)
+  --op temporal:uniform:13                      13-frame box blur in time (a recorded clip: 12 frames fewer)
+  --op temporal:uniform:13:circular             the paper's benchmark: the clip wraps around
   --op temporal:gaussian:1.0:reflect --op spatial:sr:4
                                                 Gaussian blur in time, then 4x average pooling
 """
@@ -115,16 +117,17 @@ def _gamma(text: str):
 
 
 def _noise_std(text: str):
-    """A number >= 0, "auto" (estimated from the measurement) or "none" (noise-free)."""
+    """A number >= 0, "auto" (estimated from the measurement) or "none" (noise-free: 0, which svimg.sample
+    treats as None; an option left out stays None, "not given")."""
     if text.lower() == "none":
-        return None
+        return 0.0
     return "auto" if text.lower() == "auto" else _nonneg_float(text)
 
 
 def _add_sampler(p, noise_std_help=""):
     from ..priors.base import MIRRORS
     from ..priors.loaders import BUNDLED_FLIPS
-    from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE
+    from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE, sample
 
     p.add_argument("--nfe", type=_positive_int, default=DEFAULT_NFE, help="prior evaluations (diffusion steps)")
     p.add_argument("--eta", type=_nonneg_float, default=DEFAULT_ETA, help="share of fresh noise when re-noising, in [0, 1]")
@@ -132,10 +135,12 @@ def _add_sampler(p, noise_std_help=""):
     p.add_argument("--gamma", type=_gamma, default=None, metavar="G",
                    help="data weight of the regularised step (I + G A^T A) x = x0 + G A^T y, for noisy data; "
                         "none solves A^T A x = A^T y (default: none)")
-    p.add_argument("--noise-std", type=_noise_std, default=None, metavar="S|auto",
-                   help="the measurement's Gaussian noise std in [0, 1] units, or auto to estimate it; each data "
-                        "step then solves its MAP problem with a weight from the schedule (not with --gamma)"
-                        + noise_std_help)
+    p.add_argument("--noise-std", type=_noise_std, default=None, metavar="S|auto|none",
+                   help="the measurement's Gaussian noise std in [0, 1] units, auto to estimate it, or none for "
+                        "noise-free data (the exact last data step); each data step then solves its MAP problem "
+                        "with a weight from the schedule (not with --gamma)"
+                        + (noise_std_help or " (when omitted: the noise `svimg degrade` recorded in IN, else "
+                           f"{inspect.signature(sample).parameters['noise_std'].default})"))
     p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
                    help="which noise draws are shared by all frames (batch = the method)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")

@@ -8,7 +8,9 @@ Grammar (one operator per spec; fields separated by ``:``)::
     spatial:sr:F                         Downsample(F)                         F x F average pooling
     spatial:mask:RATIO[:SEED]            RandomMask(RATIO, SEED=0)             keep a fraction RATIO of pixels
 
-BOUNDARY is one of circular (default), zero, reflect, replicate.  Several specs
+BOUNDARY is one of :data:`svimg.ops.BOUNDARIES` (``valid`` by default,
+:data:`svimg.ops.temporal.DEFAULT_BOUNDARY`: a clip cut from a longer recording,
+N frames in give N - support + 1 out; ``circular`` is the paper's).  Several specs
 are applied in the order given (the first one first), so
 ``["temporal:uniform:7", "spatial:sr:4"]`` is ``Downsample(4) @ TemporalPSF(7)``:
 temporal first, as in the paper.  (A temporal and a spatial operator commute;
@@ -20,13 +22,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..ops import BOUNDARIES, Downsample, GaussianBlur, LinearOperator, RandomMask, TemporalPSF
+from ..ops.temporal import DEFAULT_BOUNDARY
 
 __all__ = ["parse_op", "parse_ops", "GRAMMAR", "OP_SPEC_ATTR"]
 
 OP_SPEC_ATTR = "svimg_op_spec"  # attr recording a degradation as specs (written by `svimg degrade` and napari's Degrade)
 
 GRAMMAR = ("temporal:uniform:W[:BOUNDARY] | temporal:gaussian:SIGMA[:BOUNDARY] | spatial:blur[:SIZE:SIGMA] | "
-           "spatial:sr:F | spatial:mask:RATIO[:SEED]")
+           f"spatial:sr:F | spatial:mask:RATIO[:SEED]; BOUNDARY {'|'.join(BOUNDARIES)} (default {DEFAULT_BOUNDARY})")
 
 
 def _int(text: str, what: str) -> int:
@@ -44,7 +47,7 @@ def _float(text: str, what: str) -> float:
 
 
 def _boundary(fields: list[str]) -> str:
-    boundary = fields[0] if fields else "circular"
+    boundary = fields[0] if fields else DEFAULT_BOUNDARY
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     return boundary

@@ -14,6 +14,7 @@ from __future__ import annotations
 import svimg
 from svimg.cli.opspec import OP_SPEC_ATTR
 from svimg.cli.opspec import parse_op, parse_ops
+from svimg.ops.temporal import DEFAULT_BOUNDARY
 
 from ._layers import video_to_layer
 
@@ -29,7 +30,7 @@ DEFAULTS = {
     "temporal": "uniform",  # TemporalPSF.uniform(width) | TemporalPSF.gaussian(sigma) | none
     "width": 7,
     "sigma": 1.0,
-    "boundary": "circular",
+    "boundary": DEFAULT_BOUNDARY,  # "valid": a clip cut from a longer recording (N frames in, N - support + 1 out)
     "spatial": "none",  # GaussianBlur(blur_size, blur_sigma) | Downsample(factor) | RandomMask(ratio, mask_seed)
     "blur_size": 13,
     "blur_sigma": 2.0,

@@ -12,7 +12,8 @@ CLIP_SETTINGS = {"temporal": "uniform", "width": 7, "boundary": "circular", "spa
 
 
 def degraded_clip() -> list[tuple]:
-    """16 frames of the held-out "carphone" clip (128 x 128) and the same frames blurred by ``TemporalPSF(7)``.
+    """16 frames of the held-out "carphone" clip (128 x 128) and the same frames blurred by
+    ``TemporalPSF(7, boundary="circular")`` (the paper's setting, named: 16 frames in, 16 out).
 
     The ground truth comes first, as the reference for the Compare widget.
     """

@@ -12,6 +12,7 @@ Layer data goes to and from svimg through :mod:`svimg.napari._layers` only.
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import napari
@@ -37,6 +38,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox
 
 from svimg.ops import BOUNDARIES
+from svimg.sampling.dds import sample
 
 from ._layers import AXIS_LABELS, layer_to_video, tcyx_to_layer_data, video_to_layer
 from ._operator import DEFAULTS, OP_SPEC_ATTR, SPATIAL, TEMPORAL, build_operator, degrade, settings_from_specs
@@ -208,8 +210,11 @@ class RestoreWidget(Container):
         self._eta = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="eta")
         self._cg_iters = SpinBox(value=5, min=0, max=200, label="CG iterations")
         self._noise = ComboBox(choices=NOISE_MODES, value="batch", label="noise")
-        self._noise_std_mode = ComboBox(choices=("none", "auto", "given"), value="none", label="measurement noise")
-        self._noise_std = FloatSpinBox(value=0.02, min=0.0, max=1.0, step=0.005, label="noise std", visible=False)
+        default = inspect.signature(sample).parameters["noise_std"].default  # svimg.sample's, shown as a mode
+        mode = {None: "none", "auto": "auto"}.get(default, "given")
+        self._noise_std_mode = ComboBox(choices=("none", "auto", "given"), value=mode, label="measurement noise")
+        self._noise_std = FloatSpinBox(value=default if mode == "given" else 0.02, min=0.0, max=1.0, step=0.005,
+                                       label="noise std", visible=mode == "given")
         self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
         self._device = ComboBox(choices=devices, value=devices[-1], label="device")
         self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")

@@ -1,7 +1,8 @@
 """The last data step of a windowed run over the WHOLE video, a block of frames at a time (out of core).
 
-With ``A = S P`` (per-frame part S, temporal PSF P as the T x T matrix M) the
-normal system of the whole video is ``A^T A = (S^T S) (M^T M)``; M^T M is
+With ``A = S P`` (per-frame part S, temporal PSF P as the (T_y, T) matrix M; T_y = T
+except for the "valid" boundary, T - support + 1) the normal system of the whole
+video is ``A^T A = (S^T S) (M^T M)``; M^T M is T x T and
 banded (circularly for the circular boundary), so ``(A^T A v)[s:e]`` needs only
 the frames of v its rows touch.  :func:`global_data_step` runs ``n_iter``
 conjugate-gradient iterations on::
@@ -28,7 +29,9 @@ __all__ = ["psf_sparse", "global_data_step"]
 
 
 def psf_sparse(psf: TemporalPSF, T: int) -> scipy.sparse.csr_matrix:
-    """``psf.matrix(T)`` as a sparse matrix (the same entries, built without the dense T x T array)."""
+    """``psf.matrix(T)`` for T input frames as a sparse (T_y, T) matrix: the rows ``psf._rows(T)`` of the boundary
+    rule's square matrix ``psf._square(T)`` (the same entries, built without a dense array)."""
+    psf.output_shape((T,))  # a clear error for fewer frames than one complete exposure
     k, c = psf.kernel, psf.kernel.size // 2
     rows, cols, vals = [], [], []
     for t in range(T):
@@ -36,7 +39,7 @@ def psf_sparse(psf: TemporalPSF, T: int) -> scipy.sparse.csr_matrix:
             s = _boundary_index(t - j + c, T, psf.boundary)
             if s is not None:
                 rows.append(t), cols.append(s), vals.append(w)
-    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(T, T))
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(T, T))[psf._rows(T)]
 
 
 def _rows_times(matrix: scipy.sparse.csr_matrix, s: int, e: int, read) -> torch.Tensor:
@@ -54,9 +57,9 @@ def global_data_step(psf: TemporalPSF, spatial, read_y, x, scratch, n_iter: int,
 
     Stops once ||r|| < max(tol, rtol ||r_0||).
 
-    ``x``: (T, C, H, W) float array (in memory or a memmap), the start and the
+    ``x``: (T, C, H, W) float array (in memory or a memmap) of every unknown frame, the start and the
     result; ``scratch``: three more arrays like x (r, p, H p); ``read_y(frames)``
-    returns the measurement at those frames as a tensor; ``spatial`` the
+    returns the measurement at those frames (indices into its T_y frames) as a tensor; ``spatial`` the
     per-frame operator (``Identity`` for none).
     """
     T = x.shape[0]

@@ -14,7 +14,16 @@ earlier window's weight is one minus that, so where exactly two windows
 overlap the weights sum to one.  The quarter of an overlap next to a window's
 end, where that window knows least, gets no weight from it.
 
-The data term of a window is exact: its measurement frames [a, b) keep their
+With a "valid" temporal PSF (the default boundary: a clip cut from a longer
+recording) the measured frames [a, b) of a window are themselves a "valid"
+problem over the unknown frames [a, b + support - 1) with the SAME operator, so
+each window is restored with ``op`` itself and all its ``window + support - 1``
+frames are blended, in unknown-frame coordinates (the windows start at the same
+frames there; the overlaps are ``support - 1`` frames longer).  The whole
+restored input has ``op.margins`` more frames than y at either end; the result
+is the frames aligned with y's unless ``keep_margins``.
+
+With any other boundary the data term of a window is exact: its measurement frames [a, b) keep their
 global rows, and its unknowns are every frame those rows reach after the
 operator's boundary rule (``support - 1`` more than the window: the frames just
 outside it, and the circular wrap for the first and last windows)::
@@ -54,6 +63,7 @@ slot resumes from the other).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import secrets
 from pathlib import Path
@@ -71,6 +81,7 @@ from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
 from .data_step import DEFAULT_FINAL_CG_ITERS, FINAL_RTOL
 from .global_step import global_data_step
+from .noise_level import AUTO, check_noise_std, resolve_noise_std
 from ..solvers.eigenbasis import eigenbasis_solve
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
@@ -90,6 +101,7 @@ __all__ = [
 DEFAULT_WINDOW = 16
 DEFAULT_FINAL_ITERS = 20
 CARRY = "svimg_carry"  # side array of an output store: the running blend of frames shared with the next window
+MARGINS = "svimg_margins"  # side array of an output store: the restored frames past y's ends while the run lasts
 SPATIAL_OPS = (Identity, GaussianBlur, Downsample, Mask)
 
 
@@ -261,20 +273,27 @@ def _frame_source(y):
     return (lambda a, b: vol.tensor[a:b]), vol, vol.tensor.shape[0]
 
 
-def _layout_record(T, window, overlap, starts, seed, op, x_shape) -> dict:
+def _layout_record(T, window, overlap, starts, seed, op, x_shape, dropped) -> dict:
+    """The run's layout; ``dropped``: the (lead, trail) restored frames the image leaves out (kept in MARGINS
+    until the run completes)."""
     return {"frames": T, "window": window, "overlap": overlap, "starts": starts, "seed": seed,
-            "operator": repr(op), "shape": list(x_shape), "windows_done": 0, "complete": False}
+            "operator": repr(op), "shape": list(x_shape), "dropped": list(dropped), "windows_done": 0,
+            "complete": False}
 
 
 def _same_run(old: dict, new: dict) -> list[str]:
-    keys = ("frames", "window", "overlap", "starts", "seed", "operator", "shape")
+    keys = ("frames", "window", "overlap", "starts", "seed", "operator", "shape", "dropped")
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
 class _Store:
-    """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs."""
+    """The output zarr store: image array "0" written frame by frame, the carry slots, the progress attrs.
 
-    def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool):
+    Frames are addressed as the run's unknown frames; the record's ``dropped`` (lead, trail) ones live in
+    the MARGINS side array (dropped when the run completes), frame ``f`` of the rest is image frame ``f - lead``.
+    """
+
+    def __init__(self, path: Path, record: dict, vol: Volume, x_shape, dtype, overwrite: bool, span: int):
         import zarr
 
         self.path = path
@@ -292,46 +311,67 @@ class _Store:
                 )
             self.record = old
         else:
-            self._create(path, record, vol, x_shape, dtype, overwrite)
+            self._create(path, record, vol, x_shape, dtype, overwrite, span)
             root = zarr.open_group(str(path), mode="r+")
             self.record = record
         self.root, self.image = root, root["0"]
+        self.lead, trail = self.record.get("dropped", (0, 0))
+        self.stop = self.record["shape"][0] - trail  # first frame past the image
 
     @staticmethod
-    def _create(path, record, vol: Volume, x_shape, dtype, overwrite):
-        """Lay the store out with :func:`svimg.io.save` (zero frames are not written) and add the carry slots."""
+    def _create(path, record, vol: Volume, x_shape, dtype, overwrite, span: int):
+        """Lay the store out with :func:`svimg.io.save` (zero frames are not written) and add the carry slots
+        (``span``: the unknown frames of one window)."""
         import dask.array
         import xarray as xr
         import zarr
 
         from .. import io
 
-        T, C, H, W = x_shape
+        (lead, trail), (Tx, C, H, W) = record["dropped"], x_shape
+        T = Tx - lead - trail
         shape, dims = ((T, C, H, W), ("t", "c", "y", "x")) if vol.had_channel_axis else ((T, H, W), ("t", "y", "x"))
         coords = {}
-        if vol.kind == "xarray" and "t" in vol.template.coords:
+        if vol.kind == "xarray" and "t" in vol.template.coords and vol.template.sizes["t"] == T:
             coords["t"] = vol.template.coords["t"]
         attrs = {**(vol.attrs if vol.kind == "xarray" else {}), PROGRESS_KEY: record}
         lazy = dask.array.zeros(shape, chunks=(1, *shape[1:]), dtype=dtype)
         io.save(xr.DataArray(lazy, dims=dims, coords=coords, attrs=attrs), path, overwrite=overwrite)
         root = zarr.open_group(str(path), mode="r+")
-        root.create_array(CARRY, shape=(2, record["window"], C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
+        root.create_array(CARRY, shape=(2, span, C, H, W), chunks=(1, 1, C, H, W), dtype=dtype,
                           fill_value=0)
+        if lead + trail:
+            root.create_array(MARGINS, shape=(lead + trail, C, H, W), chunks=(1, C, H, W), dtype=dtype,
+                              fill_value=0)
+
+    def _margin_slot(self, f: int) -> int:
+        """Row of MARGINS holding unknown frame ``f`` (one of the dropped ones)."""
+        return f if f < self.lead else self.lead + f - self.stop
 
     def write(self, a: int, frames: np.ndarray):
-        """Frames (n, C, H, W) from ``a`` into the image."""
-        self.image[a:a + len(frames)] = frames[:, 0] if self.image.ndim == 3 else frames
+        """Frames (n, C, H, W) from unknown frame ``a`` on: into the image, the dropped ones into MARGINS."""
+        for f, frame in zip(range(a, a + len(frames)), frames):
+            if self.lead <= f < self.stop:
+                self.image[f - self.lead] = frame[0] if self.image.ndim == 3 else frame
+            else:
+                self.root[MARGINS][self._margin_slot(f)] = frame
+
+    def _drop_side_arrays(self):
+        for name in (CARRY, MARGINS):
+            if name in self.root:
+                del self.root[name]
 
     def finish(self, attrs: dict):
-        """Record the provenance, mark the run complete and drop the carry."""
+        """Record the provenance, mark the run complete and drop the carry and the margins."""
         self.record = {**self.record, "complete": True}
         self.image.attrs.update({PROGRESS_KEY: self.record, **attrs})
-        if CARRY in self.root:
-            del self.root[CARRY]
+        self._drop_side_arrays()
 
     def frame(self, f: int) -> np.ndarray:
-        """Finished frame ``f`` as (C, H, W)."""
-        x = np.asarray(self.image[f])
+        """Finished unknown frame ``f`` as (C, H, W)."""
+        if not self.lead <= f < self.stop:
+            return np.asarray(self.root[MARGINS][self._margin_slot(f)])
+        x = np.asarray(self.image[f - self.lead])
         return x[None] if self.image.ndim == 3 else x
 
     def carry(self, slot: int, n: int) -> np.ndarray:
@@ -339,9 +379,7 @@ class _Store:
 
     def commit(self, k: int, a: int, final: np.ndarray, slot: int, carry: np.ndarray, attrs: dict | None):
         """Write final frames from ``a`` and the carry slot, then record window ``k`` as done (last: complete)."""
-        if self.image.ndim == 3:  # a single-channel video stored as (t, y, x)
-            final = final[:, 0]
-        self.image[a:a + len(final)] = final
+        self.write(a, final)
         if len(carry):
             self.root[CARRY][slot, :len(carry)] = carry
         self.record = {**self.record, "windows_done": k + 1}
@@ -350,8 +388,8 @@ class _Store:
             self.record["complete"] = True
             update.update(attrs)
         self.image.attrs.update(update)
-        if attrs is not None and CARRY in self.root:
-            del self.root[CARRY]
+        if attrs is not None:
+            self._drop_side_arrays()
 
 
 def store_is_complete(path) -> bool:
@@ -373,7 +411,7 @@ def store_is_complete(path) -> bool:
 
 def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_WINDOW, overlap: int | None = None,
                     out=None, overwrite: bool = False, seed: int | None = None, progress: bool = True,
-                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS,
+                    window_callback=None, final_iters: int = DEFAULT_FINAL_ITERS, keep_margins: bool = False,
                     **sample_kwargs):
     """Restore a long video with :func:`svimg.sample` window by window (module docstring).
 
@@ -409,20 +447,26 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     final_iters : int
         CG iterations of the final whole-video data step with ``gamma`` (more
         than one window; 0 skips it, also the noise-free exact step).
+    keep_margins : bool
+        Return every restored frame, ``op.margins`` past either end of y included (as :func:`svimg.sample`).
     **sample_kwargs
-        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, noise, solver,
-        x_T of shape (1, C, H, W), batch_size, device, callback).
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, smooth_t, noise, solver,
+        x_T of shape (1, C, H, W), batch_size, device, callback).  ``noise_std`` defaults to
+        :func:`svimg.sample`'s; "auto" is estimated once, from the first window's measured frames,
+        and that level is used by every window.
 
     Returns
     -------
-    The restoration, shape ``op.input_shape(y.shape)``.
+    The restoration aligned with y (``op.input_shape(y.shape)`` with ``keep_margins``); an ``out`` store
+    holds the same frames (the margins in a side array while the run lasts, for the final step).
     """
     from . import sample
     from .._device import resolve_device
-    from ._common import resolve_prior
+    from ._common import check_flag, resolve_prior
 
     if "generator" in sample_kwargs:
         raise TypeError("sample_windowed takes seed=, not generator=: every window must be reproducible on its own")
+    keep_margins = check_flag(keep_margins, "keep_margins")
     window = check_positive_int(window, "window", minimum=2)
     final_iters = check_positive_int(final_iters, "final_iters", minimum=0)
     psf, spatial = split_temporal(op)
@@ -438,26 +482,29 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     read, vol, T = _frame_source(y)
     first = read(0, 1)
     x_shape = tuple(check_measurement(op, torch.empty((T, *first.shape[1:]), device="meta")))
-    C, H, W = x_shape[1:]
+    Tx, (C, H, W), (lead, trail) = x_shape[0], x_shape[1:], op.margins
     window = min(window, T)
+    span = window + Tx - T  # unknown frames of a window ("valid": support - 1 more than measured)
     starts = window_starts(T, window, overlap)
-    weights = blend_weights(starts, window)
-    total = np.zeros(T)
+    weights = blend_weights(starts, span)
+    total = np.zeros(Tx)
     for a, w in zip(starts, weights):
-        total[a:a + window] += w
+        total[a:a + span] += w
     dtype = np.float64 if first.dtype == torch.float64 else np.float32
+    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window))
 
     store = None
     if out is not None:
         path = Path(os.fspath(out)).expanduser()
         if path.suffix.lower() != ".zarr":
             raise ValueError(f"out must be a path ending in .zarr (resumable store), got {str(path)!r}")
-        record = _layout_record(T, window, overlap, starts, seed, op, x_shape)
+        record = _layout_record(T, window, overlap, starts, seed, op, x_shape,
+                                (0, 0) if keep_margins else (lead, trail))
         if seed is None and path.exists() and not overwrite:
             record["seed"] = _recorded_seed(path)
         if record["seed"] is None:
             record["seed"] = secrets.randbits(63)
-        store = _Store(path, record, vol, x_shape, dtype, overwrite)
+        store = _Store(path, record, vol, x_shape, dtype, overwrite, span)
         seed, done = store.record["seed"], store.record["windows_done"]
         if store.record["complete"]:
             from .. import io
@@ -465,29 +512,29 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
             return io.load(path)
     else:
         seed = secrets.randbits(63) if seed is None else seed
-        done, result = 0, np.zeros((T, C, H, W), dtype=dtype)
+        done, result = 0, np.zeros((Tx, C, H, W), dtype=dtype)
 
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
     params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise_std", "noise",
-                                                                  "solver")}
+                                                                  "solver", "smooth_t")}
     attrs = provenance("sample_windowed", op, window=window, overlap=overlap, seed=seed, windows=len(starts), **params)
 
     from tqdm.auto import tqdm
 
     with tqdm(total=len(starts), initial=done, desc="svimg windows", unit="window", disable=not progress,
               leave=False) as bar:
-        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + window - starts[done])) \
+        carry = store.carry((done - 1) % 2, max(0, starts[done - 1] + span - starts[done])) \
             if (store and 0 < done < len(starts)) else np.zeros((0, C, H, W), dtype=dtype)
-        noise_free = sample_kwargs.get("gamma") is None and sample_kwargs.get("noise_std") is None
+        noise_free = sample_kwargs.get("gamma") is None and sample_kwargs["noise_std"] is None
         polish = (psf is not None and len(starts) > 1 and final_iters > 0
                   and (noise_free or sample_kwargs.get("gamma") is not None))
         for k in range(done, len(starts)):
             a, b = starts[k], starts[k] + window
             y_k, op_k, own = _window_problem(read, op, psf, spatial, T, a, b)
-            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, **sample_kwargs)[own]
+            x_k = sample(y_k, op_k, prior, seed=seed, progress=False, keep_margins=True, **sample_kwargs)[own]
             acc = weights[k][:, None, None, None] * x_k.detach().cpu().numpy().astype(np.float64)
             acc[:len(carry)] += carry
-            final_stop = starts[k + 1] if k + 1 < len(starts) else b  # frames no later window touches
+            final_stop = starts[k + 1] if k + 1 < len(starts) else a + span  # frames no later window touches
             final = (acc[:final_stop - a] / total[a:final_stop, None, None, None]).astype(dtype)
             carry = acc[final_stop - a:].astype(dtype)
             if store is not None:
@@ -510,13 +557,27 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
                 global_data_step(psf, spatial, read_y, x64, [np.empty_like(x64) for _ in range(3)], **run)
             np.clip(x64, 0, 1, out=result, casting="same_kind")
         else:
-            _polish_store(store, psf, spatial, read_y, (T, C, H, W), run)
+            _polish_store(store, psf, spatial, read_y, (Tx, C, H, W), run)
             store.finish(attrs)
     if store is not None:
         from .. import io
 
         return io.load(store.path)
+    if not keep_margins:
+        result = result[lead:Tx - trail]
     return vol.wrap(torch.from_numpy(result), attrs)
+
+
+def _window_noise_std(sample_kwargs: dict, read_first_window):
+    """The noise level every window uses: ``noise_std`` as given, else :func:`svimg.sample`'s default; "auto" is
+    estimated once from ``read_first_window()`` (None: noise-free)."""
+    from . import sample
+
+    default = inspect.signature(sample).parameters["noise_std"].default
+    gamma = sample_kwargs.get("gamma")
+    noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
+    noise_std = check_noise_std(noise_std, gamma)
+    return resolve_noise_std(noise_std, read_first_window())[0] if noise_std == AUTO else noise_std
 
 
 def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:
@@ -546,10 +607,12 @@ def _polish_store(store, psf, spatial, read_y, shape, run: dict):
 
 
 def _window_problem(read, op, psf, spatial, T: int, a: int, b: int):
-    """(y, operator, positions of frames a..b-1 among the unknowns) of the window [a, b): ``op`` itself for a
-    single window, else the exact rows of [a, b) over every frame they reach (:func:`window_system`)."""
-    if psf is None or b - a == T:
-        return read(a, b), (op if psf is not None else spatial), list(range(b - a))
+    """(y, operator, positions among its unknowns of the frames the window blends) of the measured frames [a, b):
+    ``op`` itself and all its unknowns for a single window or a "valid" PSF (module docstring), else the exact
+    rows of [a, b) over every frame they reach (:func:`window_system`) and the frames a..b-1."""
+    if psf is None or b - a == T or sum(psf.margins):
+        x_frames = op.input_shape((b - a, 1, 1, 1))[0] if psf is not None else b - a
+        return read(a, b), (op if psf is not None else spatial), list(range(x_frames))
     frames, M = window_system(psf, T, a, b)
     return read(a, b), _with_spatial(spatial, WindowRows(M)), [frames.index(f) for f in range(a, b)]
 
