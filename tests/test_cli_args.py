@@ -112,7 +112,8 @@ def test_restore_passes_every_sampler_option(tmp_path, clip, capsys, monkeypatch
     assert {k: params[k] for k in ("nfe", "eta", "cg_iters", "gamma", "noise", "seed", "batch_size")} == {
         "nfe": 4, "eta": 0.5, "cg_iters": 2, "gamma": 2.0, "noise": "initial", "seed": 11, "batch_size": 2}
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3"  # taken from y, no --op given
-    assert x.attrs["history"].count("\n") == 1 and "degrade" in x.attrs["history"]  # CF history chained
+    lines = x.attrs["history"].splitlines()  # CF history: one line per step, oldest first, none repeated
+    assert [line.split(" ", 3)[3].split("(")[0] for line in lines] == ["forward_op", "degrade", "sample"]
 
 
 @pytest.mark.parametrize("method, operation", [("cg", "baselines.cg_only"), ("admm-tv", "baselines.admm_tv")])

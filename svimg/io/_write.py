@@ -59,8 +59,6 @@ def save(da, path, overwrite: bool = False, *, fps: float | None = None, progres
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path).expanduser()
     fmt = file_format(path, reading=False)
-    if path.suffix.lower() == ".webm":
-        raise ValueError(f"{str(path)!r}: .webm (VP8/VP9) can be read but not written; use .mp4 or .gif")
     if fmt == "video":
         rate = fps if fps is not None else da.attrs.get("fps", DEFAULT_FPS)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (np.isfinite(rate) and rate > 0):

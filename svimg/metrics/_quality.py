@@ -19,12 +19,14 @@ from .._convert import to_volume
 __all__ = ["psnr", "ssim", "temporal_consistency", "evaluate", "paired_volumes"]
 
 
-def paired_volumes(x, ref) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` and ``ref`` as float64 (T, C, H, W) tensors of the same shape (else ValueError naming both shapes)."""
-    a = to_volume(x, "x").tensor.detach().to("cpu", torch.float64)
-    b = to_volume(ref, "ref").tensor.detach().to("cpu", torch.float64)
+def paired_volumes(x, ref, names: tuple[str, str] = ("x", "ref")) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``ref`` as float64 (T, C, H, W) tensors of the same shape (else ValueError naming both, by
+    ``names``, and their shapes)."""
+    a = to_volume(x, names[0]).tensor.detach().to("cpu", torch.float64)
+    b = to_volume(ref, names[1]).tensor.detach().to("cpu", torch.float64)
     if a.shape != b.shape:
-        raise ValueError(f"x and ref must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)} (as (T, C, H, W))")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)} (as (T, C, H, W))")
     return a, b
 
 
@@ -117,14 +119,15 @@ def temporal_consistency(x, ref, *, per_frame: bool = False):
     return np.sqrt(squares) if per_frame else float(np.sqrt(squares.mean()))
 
 
-def evaluate(x, ref, *, data_range: float = 1.0) -> dict:
+def evaluate(x, ref, *, data_range: float = 1.0, names: tuple[str, str] = ("x", "ref")) -> dict:
     """Every full-reference metric at once.
 
     Returns {"psnr", "ssim", "temporal_consistency"} (the averages defined
     above) and the same names with ``_per_frame`` (lists of floats);
-    the temporal entries are left out for a single frame.
+    the temporal entries are left out for a single frame.  ``names`` are how
+    errors call ``x`` and ``ref``.
     """
-    a, b = paired_volumes(x, ref)  # convert once for all metrics
+    a, b = paired_volumes(x, ref, names)  # convert once for all metrics
     per_frame = {
         "psnr": psnr(a, b, data_range=data_range, per_frame=True),
         "ssim": ssim(a, b, data_range=data_range, per_frame=True),
