@@ -60,7 +60,7 @@ def test_help_documents_every_option_with_its_default():
             if not action.option_strings:
                 continue
             assert action.option_strings[-1] in text
-            if action.default is not None and action.default is not False:
+            if action.default not in (None, False, argparse.SUPPRESS):
                 assert f"(default:{action.default})".replace(" ", "") in compact, (name, action.dest)
         if name not in ("evaluate", "train-prior"):
             assert "temporal:uniform:W[:BOUNDARY]" in text  # the op grammar is in the epilog
