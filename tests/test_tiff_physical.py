@@ -39,6 +39,10 @@ def test_tiff_pixel_size_and_frame_interval_become_coordinates(physical_tiff):
     np.testing.assert_allclose(da.t.values, 0.5 * np.arange(4))
     assert da.x.attrs["units"] == "micrometer" and da.t.attrs["units"] == "second"
     np.testing.assert_allclose(io.load(physical_tiff, frames=(1, 3)).t.values, [0.5, 1.0])
+    small = io.load(physical_tiff, size=4)  # the central 8 x 8 square (columns 1..8) as 4 x 4 pixels of 0.4 um
+    np.testing.assert_allclose(small.x.values, 0.2 * 1 + 0.1 + 0.4 * np.arange(4))
+    np.testing.assert_allclose(small.y.values, 0.1 + 0.4 * np.arange(4))
+    assert small.x.attrs["units"] == "micrometer"
 
 
 def test_ome_zarr_output_has_the_scale_and_units(physical_tiff, tmp_path):

@@ -217,7 +217,13 @@ def _crop_resize(da: xr.DataArray, size) -> xr.DataArray:
         out = data.map_blocks(center_crop_resize, size, chunks=data.chunks[:-2] + ((size,), (size,)), dtype=np.float32)
     else:
         out = center_crop_resize(data, size)
-    coords = {k: v for k, v in da.coords.items() if not set(v.dims) & {"y", "x"}}
+    # the pixel coordinates follow: the central square's, rescaled to size x size pixels over the same extent
+    from .._convert import fit_coords
+
+    side = min(da.sizes["y"], da.sizes["x"])
+    square = da.isel(y=slice((da.sizes["y"] - side) // 2, None), x=slice((da.sizes["x"] - side) // 2, None))
+    square = square.isel(y=slice(0, side), x=slice(0, side))
+    coords = fit_coords(square, {**square.sizes, "y": size, "x": size})
     return xr.DataArray(out, dims=da.dims, coords=coords, name=da.name, attrs=da.attrs)
 
 
