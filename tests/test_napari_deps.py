@@ -13,7 +13,9 @@ def _missing(tmp_path, absent: set[str]) -> str:
     """Run the script with a fake dpkg-query that reports every package installed except ``absent``."""
     fake = tmp_path / "dpkg-query"
     cases = " ".join(sorted(absent)) or "none"
-    fake.write_text(f"#!/bin/sh\nfor a; do last=\"$a\"; done\nfor p in {cases}; do [ \"$last\" = \"$p\" ] && exit 1; done\n"
+    fake.write_text("#!/bin/sh\n"
+                    'for a; do last="$a"; done\n'  # the package is the last argument
+                    f'for p in {cases}; do [ "$last" = "$p" ] && exit 1; done\n'
                     'printf "install ok installed"\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}

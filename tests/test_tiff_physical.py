@@ -10,7 +10,7 @@ import zarr
 
 import svimg
 from svimg import io
-from svimg.ops import Downsample, TemporalPSF
+from svimg.ops import TemporalPSF
 
 
 def _stack():
