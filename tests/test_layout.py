@@ -92,3 +92,18 @@ def test_history_is_appended_and_names_the_operator():
     x = svimg.sample(y.clip(0, 1), op, GaussianPrior(channels=1), nfe=2, seed=0, progress=False)
     lines = x.attrs["history"].splitlines()
     assert len(lines) == 3 and "forward_op(" in lines[1] and " sample(op=" in lines[2]
+
+
+def test_baselines_and_metrics_take_the_same_layout(rgb_gif_frames):
+    op = TemporalPSF(3)
+    y = svimg.forward_op(rgb_gif_frames, op, channel_axis=-1)
+    x = svimg.baselines.cg_only(y, op, n_iter=5, channel_axis=-1)
+    assert x.shape == rgb_gif_frames.shape
+    first = svimg.baselines.cg_only(np.ascontiguousarray(np.moveaxis(y, -1, 1)), op, n_iter=5)
+    np.testing.assert_allclose(np.moveaxis(first, 1, -1), x, rtol=1e-5, atol=1e-6)
+    assert svimg.baselines.admm_tv(y, op, n_iter=2, cg_iters=2, channel_axis=-1).shape == rgb_gif_frames.shape
+    scores = svimg.metrics.evaluate(x, rgb_gif_frames, channel_axis=-1)
+    assert scores == svimg.metrics.evaluate(np.moveaxis(x, -1, 1), np.moveaxis(rgb_gif_frames, -1, 1))
+    assert svimg.metrics.psnr(x, rgb_gif_frames, channel_axis=-1) == pytest.approx(scores["psnr"])
+    with pytest.raises(ValueError, match="channels-last"):
+        svimg.metrics.psnr(x, rgb_gif_frames)
