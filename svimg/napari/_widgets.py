@@ -258,7 +258,7 @@ class RestoreWidget(Container):
         self.nfe = SpinBox(value=api["nfe"], min=1, max=1000, label="NFE")
         self.seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
         self.measurement_noise = ComboBox(choices=MEASUREMENT_NOISE, value=mode, label="measurement noise")
-        self.noise_std_given = FloatSpinBox(value=given, min=0.0, max=0.5, step=0.005, label="noise std",
+        self.noise_std_given = FloatSpinBox(value=given, min=0.0, max=1.0, step=0.005, label="noise std",
                                             visible=mode == "given")
         self.eta = FloatSpinBox(value=api["eta"], min=0.0, max=1.0, step=0.05, label="eta")
         self.cg_iters = SpinBox(value=api["cg_iters"], min=0, max=200, label="CG iterations")
