@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .opspec import GRAMMAR, split_specs
+from ..ops import BOUNDARIES
+from .opspec import DEFAULT_BOUNDARY, GRAMMAR, split_specs
 
 __all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE", "DEMO_FRAMES"]
 
@@ -19,9 +20,9 @@ DEMO_FRAMES = "72:88"  # carphone's 16 frames with the most motion (mean |x[t+1]
 OP_HELP = f"""\
 operator specs (--op, repeatable or comma-separated, applied in the order given, temporal first as in the paper):
   {GRAMMAR.replace(' | ', chr(10) + '  ')}
-  BOUNDARY: circular (default), zero, reflect, replicate
+  BOUNDARY: {", ".join(BOUNDARIES)} (default {DEFAULT_BOUNDARY})
 examples:
-  --op temporal:uniform:13                      13-frame box blur in time (circular boundary)
+  --op temporal:uniform:13                      13-frame box blur in time ({DEFAULT_BOUNDARY} boundary)
   --op temporal:gaussian:1.0:reflect --op spatial:sr:4
                                                 Gaussian blur in time, then 4x average pooling
   --op temporal:gaussian:1.0:reflect,spatial:sr:4

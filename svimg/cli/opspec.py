@@ -8,7 +8,8 @@ Grammar (one operator per spec; fields separated by ``:``)::
     spatial:sr:F                         Downsample(F)                         F x F average pooling
     spatial:mask:RATIO[:SEED]            RandomMask(RATIO, SEED=0)             keep a fraction RATIO of pixels
 
-BOUNDARY is one of circular (default), zero, reflect, replicate.  Several specs
+BOUNDARY is one of :data:`svimg.ops.BOUNDARIES`; omitted, TemporalPSF's own default
+(:data:`DEFAULT_BOUNDARY`).  Several specs
 are applied in the order given (the first one first), so
 ``["temporal:uniform:7", "spatial:sr:4"]`` is ``Downsample(4) @ TemporalPSF(7)``:
 temporal first, as in the paper.  (A temporal and a spatial operator commute;
@@ -17,12 +18,14 @@ the order matters between spatial ones.)
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 from ..ops import BOUNDARIES, Downsample, GaussianBlur, LinearOperator, RandomMask, TemporalPSF
 
-__all__ = ["parse_op", "parse_ops", "split_specs", "GRAMMAR", "OP_SPEC_ATTR"]
+__all__ = ["parse_op", "parse_ops", "split_specs", "GRAMMAR", "OP_SPEC_ATTR", "DEFAULT_BOUNDARY"]
 
+DEFAULT_BOUNDARY = inspect.signature(TemporalPSF).parameters["boundary"].default  # the operator's, not a copy
 OP_SPEC_ATTR = "svimg_op_spec"  # attr recording a degradation as specs (written by `svimg degrade` and napari's Degrade)
 
 GRAMMAR = ("temporal:uniform:W[:BOUNDARY] | temporal:gaussian:SIGMA[:BOUNDARY] | spatial:blur[:SIZE:SIGMA] | "
@@ -44,7 +47,7 @@ def _float(text: str, what: str) -> float:
 
 
 def _boundary(fields: list[str]) -> str:
-    boundary = fields[0] if fields else "circular"
+    boundary = fields[0] if fields else DEFAULT_BOUNDARY
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
     return boundary

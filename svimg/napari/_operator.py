@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 import svimg
-from svimg.cli.opspec import OP_SPEC_ATTR
+from svimg.cli.opspec import DEFAULT_BOUNDARY, OP_SPEC_ATTR
 from svimg.cli.opspec import parse_op, parse_ops
 from svimg.ops import TemporalPSF
 
@@ -28,13 +28,12 @@ __all__ = [
 TEMPORAL = ("uniform", "gaussian", "none")
 SPATIAL = ("none", "blur", "downsample", "mask")
 
-_GAUSSIAN = inspect.signature(TemporalPSF.gaussian).parameters
 
 DEFAULTS = {
     "temporal": "uniform",  # TemporalPSF.uniform(width) | TemporalPSF.gaussian(sigma) | none
     "width": 7,
-    "sigma": _GAUSSIAN["sigma"].default,
-    "boundary": _GAUSSIAN["boundary"].default,  # TemporalPSF's default boundary
+    "sigma": inspect.signature(TemporalPSF.gaussian).parameters["sigma"].default,
+    "boundary": DEFAULT_BOUNDARY,  # TemporalPSF's
     "spatial": "none",  # GaussianBlur(blur_size, blur_sigma) | Downsample(factor) | RandomMask(ratio, mask_seed)
     "blur_size": 13,
     "blur_sigma": 2.0,
