@@ -1,7 +1,8 @@
 """svimg: video inverse problems solved with an image diffusion prior.
 
 The functional core works on numpy arrays, torch tensors and xarray DataArrays
-shaped (T, C, H, W) or (T, H, W), values in [0, 1]::
+shaped (T, C, H, W) or (T, H, W), values in [0, 1]; ``channel_axis=-1`` takes
+(T, H, W, C) arrays and answers in that layout (the rule: :mod:`svimg._convert`)::
 
     import svimg
     from svimg.ops import TemporalPSF

@@ -1,7 +1,9 @@
 """The functional API: ``forward_op``, ``adjoint_op``, ``cg_solve``.
 
 Each accepts numpy arrays, torch tensors, xarray DataArrays (and zarr stores)
-and returns the type it was given; see :mod:`svimg._convert`.
+and returns the type and layout it was given; ``channel_axis`` says where a
+4-D array keeps its channels (-1 for (T, H, W, C)); see :mod:`svimg._convert`
+for the layout rule.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ def check_measurement(op: LinearOperator, y: torch.Tensor, name: str = "y") -> t
     return x_shape
 
 
-def forward_op(x, op: LinearOperator):
+def forward_op(x, op: LinearOperator, *, channel_axis: int | None = None):
     """y = A x: degrade a video ``x`` with the operator ``op``."""
     _check_op(op)
-    vol = to_volume(x, "x", finite=False)
+    vol = to_volume(x, "x", finite=False, channel_axis=channel_axis)
     try:
         op.output_shape(tuple(vol.tensor.shape))
     except ValueError as err:
@@ -53,10 +55,10 @@ def forward_op(x, op: LinearOperator):
     return vol.wrap(y, lambda: provenance("forward_op", op))
 
 
-def adjoint_op(y, op: LinearOperator):
+def adjoint_op(y, op: LinearOperator, *, channel_axis: int | None = None):
     """x = A^T y: apply the exact adjoint of ``op`` to a measurement ``y``."""
     _check_op(op)
-    vol = to_volume(y, "y", finite=False)
+    vol = to_volume(y, "y", finite=False, channel_axis=channel_axis)
     check_measurement(op, vol.tensor)
     with torch.no_grad(), finite_check_during(vol.tensor, "y"):
         x = op.adjoint(vol.tensor)
@@ -64,7 +66,7 @@ def adjoint_op(y, op: LinearOperator):
 
 
 def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | None = None, tol: float = 1e-5,
-             callback=None, return_history: bool = False):
+             callback=None, return_history: bool = False, channel_axis: int | None = None):
     """Conjugate gradients on the whole video (all frames coupled).
 
     Solves ``A^T A x = A^T y`` or, when ``gamma`` is given,
@@ -81,13 +83,13 @@ def cg_solve(op: LinearOperator, y, x0=None, n_iter: int = 5, gamma: float | Non
     gamma = check_gamma(gamma)
     tol = check_positive_number(tol, "tol", allow_zero=True)
     check_callback(callback)
-    vol = to_volume(y, "y")
+    vol = to_volume(y, "y", channel_axis=channel_axis)
     yt = vol.tensor
     x_shape = check_measurement(op, yt)
     if x0 is None:
         start = torch.zeros(x_shape, dtype=yt.dtype, device=yt.device)
     else:
-        start = to_volume(x0, "x0").tensor.to(dtype=yt.dtype, device=yt.device)
+        start = to_volume(x0, "x0", channel_axis=channel_axis).tensor.to(dtype=yt.dtype, device=yt.device)
         if tuple(start.shape) != tuple(x_shape):
             raise ValueError(f"x0 has shape {tuple(start.shape)} but {op!r} needs inputs of shape {x_shape} for y of shape {tuple(yt.shape)}")
     with torch.no_grad():

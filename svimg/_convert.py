@@ -4,8 +4,22 @@ Accepted: numpy arrays and torch tensors shaped (T, C, H, W) or (T, H, W);
 xarray DataArrays with dims ("t", "c", "y", "x") or ("t", "y", "x") in any
 order; zarr arrays and store paths (opened lazily by :mod:`svimg.io`, returned
 as DataArrays).  Results come back as the type that went in: same dtype, same
-device, and for xarray the dims in the input's order, the coordinates whose
-lengths still fit, the input's attrs and any provenance added by the caller.
+device, the caller's layout, and for xarray the dims in the input's order, the
+coordinates (:func:`fit_coords`), the input's attrs and any provenance added by
+the caller (its CF ``history`` line appended to the input's).
+
+The layout rule for arrays (numpy, torch), which have no dim names:
+
+- ``channel_axis=None`` (the default): 4-D is (T, C, H, W) and 3-D is
+  (T, H, W).  Shapes that other tools' layouts give are refused rather than
+  misread: a 4-D array whose last axis has length 1, 3 or 4 while its axis 1
+  is longer than 4 (channels-last (T, H, W, C), as imageio, tifffile and
+  napari give RGB video), and a 3-D array whose last axis has length 3 or 4
+  while its axis 1 is longer than 4 (a single RGB(A) image (H, W, C), which is
+  not a video).  Frames of at most 4 pixels are read as they come.
+- ``channel_axis=k``: the array is 4-D with its channels on axis k (e.g. -1
+  for (T, H, W, C)); the result has them there too.
+- xarray: the dims say it; ``channel_axis`` must be None.
 """
 
 from __future__ import annotations
@@ -17,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._provenance import with_record
 from ._validate import check_finite, check_volume, value_range
 
-__all__ = ["Volume", "to_volume"]
+__all__ = ["Volume", "to_volume", "fit_coords"]
 
 VIDEO_DIMS = ("t", "c", "y", "x")
 
@@ -43,6 +58,7 @@ class Volume:
     tensor: torch.Tensor
     kind: str  # "numpy" | "torch" | "xarray"
     had_channel_axis: bool
+    channel_axis: int = 1  # where the input (numpy / torch, 4-D) keeps its channels
     dtype: Any = None  # numpy / torch dtype of the input
     device: torch.device | None = None
     template: Any = None  # the input DataArray
@@ -59,6 +75,8 @@ class Volume:
             if out.shape[1] != 1:
                 raise ValueError(f"cannot drop a channel axis of length {out.shape[1]}")
             out = out[:, 0]
+        elif self.channel_axis != 1:
+            out = out.movedim(1, self.channel_axis)
         if self.kind == "torch":
             return out.to(device=self.device, dtype=self.dtype)
         array = out.detach().cpu().numpy().astype(self.dtype, copy=False)
@@ -72,14 +90,39 @@ class Volume:
         dims = VIDEO_DIMS if self.had_channel_axis else ("t", "y", "x")
         sizes = dict(zip(dims, array.shape))
         # Every coordinate (dimension, auxiliary or scalar) whose axes kept their length.
-        coords = {
-            name: coord
-            for name, coord in self.template.coords.items()
-            if all(sizes.get(d) == self.template.sizes[d] for d in coord.dims)
-        }
-        attrs = {**self.template.attrs, **provenance}
+        coords = fit_coords(self.template, sizes)
+        attrs = with_record(self.template.attrs, provenance)
         da = xr.DataArray(array, dims=dims, coords=coords, name=self.template.name, attrs=attrs)
         return da.transpose(*self.template.dims)
+
+
+def fit_coords(template, sizes: dict) -> dict:
+    """``template``'s coordinates for a result with dim ``sizes``: every coordinate whose axes kept their length,
+    and a dimension coordinate of y or x that changed length rescaled to the same field of view.
+
+    A y/x axis of n evenly spaced pixels (step d, first centre c) that became m pixels covers the same extent:
+    step d n / m, first centre c - d / 2 + (d n / m) / 2 (the pixel size follows super-resolution and pooling).
+    The t axis keeps its frame interval: temporal operators blur frames but never resample them, so a t
+    coordinate that changed length continues from its first value with the same step.  Coordinate attrs
+    (``units``) are kept.
+    """
+    import xarray as xr
+
+    from .io._ngff import regular_spacing
+
+    coords = {}
+    for key, coord in template.coords.items():
+        if all(sizes.get(d) == template.sizes[d] for d in coord.dims):
+            coords[key] = coord
+            continue
+        spacing = regular_spacing(coord.values) if coord.dims == (key,) and key in ("t", "y", "x") else None
+        if spacing is None or coord.size < 2 or key not in sizes:
+            continue
+        first, step, n, m = *spacing, template.sizes[key], sizes[key]
+        if key != "t":
+            first, step = first - step / 2 + step * n / m / 2, step * n / m
+        coords[key] = xr.Variable((key,), first + step * np.arange(m), coord.attrs)
+    return coords
 
 
 def _from_dataarray(da, name: str):
@@ -96,8 +139,10 @@ def _from_dataarray(da, name: str):
     return data, had_c
 
 
-def to_volume(x, name: str = "x", *, finite: bool = True, with_range: bool = False) -> Volume:
+def to_volume(x, name: str = "x", *, finite: bool = True, with_range: bool = False, channel_axis=None) -> Volume:
     """Convert ``x`` to a :class:`Volume` holding a (T, C, H, W) floating tensor.
+
+    ``channel_axis``: where a 4-D array keeps its channels (the module's layout rule).
 
     The caller's array is never modified: numpy and xarray data are copied or
     viewed read-only, tensors are only read.  Integer, boolean and complex
@@ -111,14 +156,21 @@ def to_volume(x, name: str = "x", *, finite: bool = True, with_range: bool = Fal
 
         x = io.as_dataarray(x)
     if _is_dataarray(x):
+        if channel_axis is not None:
+            raise ValueError(f"{name} is an xarray.DataArray: its dims {tuple(x.dims)} say where the channels are; "
+                             f"leave channel_axis=None (got {channel_axis!r})")
         data, had_c = _from_dataarray(x, name)
         vol = _from_numpy(data, name, had_c)
         vol.kind, vol.template, vol.attrs = "xarray", x, dict(x.attrs)
     elif isinstance(x, torch.Tensor):
-        vol = _from_torch(x, name)
+        axis = _layout(tuple(x.shape), name, channel_axis)
+        vol = _from_torch(x.movedim(axis, 1) if axis not in (None, 1) else x, name)
+        vol.channel_axis = axis or 1
     elif isinstance(x, np.ndarray) or hasattr(x, "__array__"):
         arr = np.asarray(x)
-        vol = _from_numpy(arr, name, _has_channel_axis(arr.ndim, name))
+        axis = _layout(arr.shape, name, channel_axis)
+        vol = _from_numpy(np.moveaxis(arr, axis, 1) if axis not in (None, 1) else arr, name, axis is not None)
+        vol.channel_axis = axis or 1
     else:
         raise TypeError(f"{name} must be a numpy array, torch tensor, xarray.DataArray or zarr store, got {type(x).__name__}")
     check_volume(vol.tensor, name)
@@ -129,22 +181,43 @@ def to_volume(x, name: str = "x", *, finite: bool = True, with_range: bool = Fal
     return vol
 
 
-def _has_channel_axis(ndim: int, name: str) -> bool:
+_CHANNELS = (1, 3, 4)  # channel counts of grey, RGB and RGBA data
+
+
+def _layout(shape: tuple, name: str, channel_axis) -> int | None:
+    """The channel axis of an array of ``shape`` (a non-negative index), or None for (T, H, W): the layout rule."""
+    ndim = len(shape)
     if ndim not in (3, 4):
-        raise ValueError(f"{name} must be (T, C, H, W) or (T, H, W), got {ndim} dimension(s)")
-    return ndim == 4
+        raise ValueError(f"{name} must be (T, C, H, W) or (T, H, W), got {ndim} dimension(s) (shape {shape})")
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, int) or not -4 <= channel_axis < 4:
+            raise ValueError(f"channel_axis must be None or an axis of a 4-D array (-4..3), got {channel_axis!r}")
+        if ndim != 4:
+            raise ValueError(f"{name} of shape {shape} has no room for a channel axis besides (T, H, W); "
+                             f"a single image (H, W, C) is not a video: add a time axis ({name}[None])")
+        return channel_axis % 4
+    if ndim == 3 and shape[-1] in _CHANNELS[1:] and shape[1] > max(_CHANNELS):
+        raise ValueError(f"{name} of shape {shape} looks like one RGB(A) image (H, W, C), not a video of "
+                         f"{shape[0]} frames {shape[1]}x{shape[2]}: give a video as (T, H, W, C) with "
+                         f"channel_axis=-1 or (T, C, H, W); a (T, H, W) video with frames {shape[2]} pixels wide "
+                         "goes in as an xarray.DataArray with dims ('t', 'y', 'x')")
+    if ndim == 4 and shape[-1] in _CHANNELS and shape[1] > max(_CHANNELS):
+        raise ValueError(f"{name} of shape {shape} looks channels-last (T, H, W, C) but svimg reads 4-D arrays as "
+                         f"(T, C, H, W): pass channel_axis=-1 (the result comes back channels-last), or "
+                         f"channel_axis=1 if it really has {shape[1]} channels")
+    return 1 if ndim == 4 else None
 
 
 def _check_dtype(is_float: bool, dtype, name: str):
     if not is_float:
+        convert = "x.float() / 255" if isinstance(dtype, torch.dtype) else "x.astype('float32') / 255"
         hint = ("take the real part or the magnitude first" if "complex" in str(dtype)
-                else "convert integers with x.astype('float32') / 255 (or the bit depth's maximum)")
+                else f"convert integers with {convert} (or the bit depth's maximum)")
         raise TypeError(f"{name} must hold real floating-point values in [0, 1] (float16/32/64), got dtype {dtype}; {hint}")
 
 
 def _from_numpy(arr: np.ndarray, name: str, had_c: bool) -> Volume:
     _check_dtype(arr.dtype.kind == "f", arr.dtype, name)
-    _has_channel_axis(arr.ndim, name)
     tensor = torch.from_numpy(np.array(arr, copy=True))  # own copy: the caller's array is never touched
     if not had_c:
         tensor = tensor[:, None]
@@ -153,6 +226,6 @@ def _from_numpy(arr: np.ndarray, name: str, had_c: bool) -> Volume:
 
 def _from_torch(x: torch.Tensor, name: str) -> Volume:
     _check_dtype(x.is_floating_point() and not x.is_complex(), x.dtype, name)
-    had_c = _has_channel_axis(x.ndim, name)
+    had_c = x.ndim == 4
     tensor = x.detach() if had_c else x.detach()[:, None]
     return Volume(tensor, "torch", had_c, dtype=x.dtype, device=x.device)

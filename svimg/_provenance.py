@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime
 import json
 
-__all__ = ["provenance"]
+__all__ = ["provenance", "with_record"]
 
 
 def provenance(operation: str, op=None, **params) -> dict:
     """Attrs recording how a result was made: package version, operation, operator, parameters and a CF ``history`` line.
 
-    Values are kept JSON/zarr friendly (numbers, strings, bools, None); anything else is stored as its ``repr``.
+    The history line reads ``{time} svimg {version} {operation}(op=..., key=value, ...)``.  Values are kept
+    JSON/zarr friendly (numbers, strings, bools, None); anything else is stored as its ``repr``.
     """
     from . import __version__
 
@@ -20,12 +21,23 @@ def provenance(operation: str, op=None, **params) -> dict:
 
     clean = {k: plain(v) for k, v in params.items()}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    arguments = ([f"op={op!r}"] if op is not None else []) + [f"{k}={v!r}" for k, v in clean.items()]
     attrs = {
         "svimg_version": __version__,
         "svimg_operation": operation,
         "svimg_parameters": json.dumps(clean, sort_keys=True),
-        "history": f"{stamp} svimg {__version__} {operation}({', '.join(f'{k}={v!r}' for k, v in clean.items())})",
+        "history": f"{stamp} svimg {__version__} {operation}({', '.join(arguments)})",
     }
     if op is not None:
         attrs["svimg_operator"] = repr(op)
     return attrs
+
+
+def with_record(attrs: dict, record: dict) -> dict:
+    """``attrs`` updated by a new ``record`` (:func:`provenance`), its CF ``history`` line appended to the
+    ``history`` already in ``attrs`` (one line per step, oldest first, as CF asks)."""
+    merged = {**attrs, **record}
+    previous, new = attrs.get("history"), record.get("history")
+    if previous and new:
+        merged["history"] = f"{previous}\n{new}"
+    return merged

@@ -99,17 +99,32 @@ def test_xarray_round_trip_keeps_metadata(order):
     assert x_back.attrs["svimg_operation"] == "adjoint_op" and set(x_back.coords) == set(da.coords)
 
 
-def test_xarray_drops_only_coordinates_that_no_longer_fit():
+def test_xarray_rescales_pixel_coordinates_and_drops_only_those_that_no_longer_fit():
     da = _dataarray(_video(shape=(6, 2, 4, 8)))
+    da = da.assign_coords(x=("x", da.x.values * 5.0, {"units": "micrometer"}), row=("y", ["a", "b", "c", "d"]))
     op = Downsample(2) @ TemporalPSF(7, boundary="circular")  # as many frames out as in
     y = forward_op(da, op)
     assert y.sizes == {"t": 6, "c": 2, "y": 2, "x": 4}
-    assert set(y.coords) == {"t", "time", "c", "microscope"}  # y/x coordinates described the old pixel grid
+    assert set(y.coords) == {"t", "time", "c", "microscope", "y", "x"}  # "row" described the old pixel grid
+    # 2x2 pooling: pixels twice as large over the same field of view, centred on the pooled pixels
+    np.testing.assert_allclose(y.x.values, [5.0, 15.0, 25.0, 35.0])
+    np.testing.assert_allclose(y.y.values, [1.0, 3.0])
+    assert y.x.attrs == {"units": "micrometer"}
     x = cg_solve(op, y, n_iter=2)
-    assert x.sizes == {"t": 6, "c": 2, "y": 4, "x": 8} and "y" not in x.coords
+    assert x.sizes == {"t": 6, "c": 2, "y": 4, "x": 8}
+    np.testing.assert_allclose(x.x.values, da.x.values)  # back on the original grid
+    np.testing.assert_allclose(x.y.values, da.y.values)
     recorded = forward_op(_dataarray(_video()), Downsample(2) @ TemporalPSF(7))  # "valid": 12 - 6 exposures
     assert recorded.sizes == {"t": 6, "c": 2, "y": 2, "x": 4}
-    assert set(recorded.coords) == {"c", "microscope"}  # the 12 frames' t coordinates no longer fit either
+
+
+def test_time_coordinate_keeps_its_frame_interval_when_frames_are_dropped():
+    from svimg._convert import fit_coords
+
+    da = _dataarray(_video(shape=(6, 2, 4, 8)))
+    coords = fit_coords(da, {"t": 4, "c": 2, "y": 4, "x": 8})
+    np.testing.assert_allclose(coords["t"].values, np.arange(4) * 0.04)
+    assert "time" not in coords
 
 
 def test_dask_backed_dataarray():

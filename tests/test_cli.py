@@ -83,7 +83,7 @@ def test_demo(tmp_path):
     proc = svimg("-q", "demo", "--out", out, "--frames", "4", "--size", "16", "--nfe", "2", "--cg-iters", "2",
                  "--prior-flips", "1")
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("svimg demo: carphone, 4 frames 16x16")
+    assert lines[0].startswith("svimg demo: carphone, frames 0:4 16x16")
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
     assert set(rows) == {"degraded", "CG", "svimg"} and all(len(v) == 3 for v in rows.values())
     saved = json.loads((out / "metrics.json").read_text())
@@ -91,6 +91,7 @@ def test_demo(tmp_path):
     assert float(rows["svimg"][0]) == pytest.approx(saved["metrics"]["svimg"]["psnr"], abs=0.01)
     png = iio.imread(out / "demo.png")
     assert png.ndim == 3 and png.shape[0] > 4 * 128  # four rows of frames shown at >= 128 px
+    assert set(saved["crop"]) == {"top", "left", "side"} and saved["crop"]["side"] == 8  # half of the 16 px frames
     movie = io.load(out / "demo.mp4")
     assert movie.sizes["t"] == 4 and movie.sizes["c"] == 3
     truth, cg = io.load(out / "truth.zarr"), io.load(out / "cg.zarr")

@@ -60,7 +60,7 @@ def test_help_documents_every_option_with_its_default():
             if not action.option_strings:
                 continue
             assert action.option_strings[-1] in text
-            if action.default is not None and action.default is not False:
+            if action.default not in (None, False, argparse.SUPPRESS):
                 assert f"(default:{action.default})".replace(" ", "") in compact, (name, action.dest)
         if name not in ("evaluate", "train-prior"):
             assert "temporal:uniform:W[:BOUNDARY]" in text  # the op grammar is in the epilog
@@ -112,7 +112,8 @@ def test_restore_passes_every_sampler_option(tmp_path, clip, capsys, monkeypatch
     assert {k: params[k] for k in ("nfe", "eta", "cg_iters", "gamma", "noise", "seed", "batch_size")} == {
         "nfe": 4, "eta": 0.5, "cg_iters": 2, "gamma": 2.0, "noise": "initial", "seed": 11, "batch_size": 2}
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3"  # taken from y, no --op given
-    assert x.attrs["history"].count("\n") == 1 and "degrade" in x.attrs["history"]  # CF history chained
+    lines = x.attrs["history"].splitlines()  # CF history: one line per step, oldest first, none repeated
+    assert [line.split(" ", 3)[3].split("(")[0] for line in lines] == ["forward_op", "degrade", "sample"]
 
 
 @pytest.mark.parametrize("method, operation", [("cg", "baselines.cg_only"), ("admm-tv", "baselines.admm_tv")])
@@ -166,7 +167,9 @@ def test_evaluate_table_and_json(tmp_path, clip, capsys):
     (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--method", "magic"], "invalid choice"),
     (["restore", "{x}", "{tmp}/r.zarr", "--op", "temporal:uniform:3", "--prior-flips", "3"],
      "argument --prior-flips: invalid choice: 3"),
-    (["evaluate", "{x}", "{tmp}/half.npy"], "same shape"),
+    (["evaluate", "{x}", "{tmp}/half.npy"], "RESTORED and TRUTH must have the same shape"),
+    (["degrade", "{x}", "{tmp}/r.webm", "--op", "temporal:uniform:3"], ".webm can be read but not written"),
+    (["degrade", "{x}", "{tmp}/y.zarr", "--op", "temporal:uniform:3", "--noise", "5"], "in [0, 1] units"),
     (["evaluate", "{x}", "{x}", "--frames", "9"], "more frames"),
     (["demo", "--size", "0"], "--size"),
 ])
@@ -222,3 +225,38 @@ def test_restore_frames_of_a_valid_stack_equal_the_whole_restore(tmp_path, capsy
     naive = svimg.sample(io.load(y, frames=(16, 21)).values, svimg.cli.opspec.parse_ops("temporal:gaussian:1.0"),
                          svimg.priors.GaussianPrior(mean=0.0, std=0.5), nfe=4, seed=3, noise_std=None, progress=False)
     assert np.abs(naive - whole[16:21]).max() > 10 * np.abs(part - whole[16:21]).max()  # the context matters
+def test_evaluate_names_the_row_after_the_scored_file(tmp_path, clip, capsys):
+    y = tmp_path / "blurred.zarr"
+    assert run(["-q", "degrade", str(clip), str(y), "--op", "temporal:uniform:3"], capsys)[0] == 0
+    rc, out, _ = run(["evaluate", str(y), str(clip)], capsys)
+    assert rc == 0
+    assert out.splitlines()[1].split()[0] == "blurred.zarr"  # not always "restored"
+
+
+def test_degrade_to_a_read_only_format_fails_before_reading(tmp_path, capsys, monkeypatch):
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the input was read before the output was checked")
+
+    monkeypatch.setattr(io, "load", no_reading)
+    rc, _, err = run(["degrade", "in.zarr", str(tmp_path / "r.webm"), "--op", "temporal:uniform:3"], capsys)
+    assert rc == 2 and ".webm can be read but not written" in err and ".webm," not in err.split("write one of")[1]
+
+
+def test_demo_picture_crops_where_the_clip_moves():
+    from svimg.cli._figure import crop, moving_box
+
+    video = np.zeros((5, 1, 32, 32))
+    for t in range(5):
+        video[t, 0, 20 + t : 24 + t, 4:8] = 1.0  # a square moving down in the lower left
+    top, left = moving_box(video, 12)
+    assert 12 <= top <= 20 and 0 <= left <= 4  # the window holds the motion
+    frames = np.arange(5 * 32 * 32 * 3, dtype=np.uint8).reshape(5, 32, 32, 3)
+    assert crop(frames, (top, left, 12), 2).shape == (5, 24, 24, 3)
+
+
+def test_gitignore_lists_the_demo_output_folder():
+    from pathlib import Path
+
+    (out,) = [a.default for a in _subparsers()[1]["demo"]._actions if a.dest == "out"]
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert f"{out}/" in ignored or out in ignored

@@ -241,7 +241,8 @@ def test_size_crops_centre_and_resizes_lazily(tmp_path):
     back = io.load(io.save(da, tmp_path / "v.zarr"), size=6)
     assert isinstance(back.data, dask.array.Array) and back.shape == (3, 3, 6, 6)
     np.testing.assert_allclose(back.values, io.center_crop_resize(da.values, 6), atol=1e-6)
-    assert "y" not in back.coords and "t" in back.coords  # pixel coordinates no longer apply
+    assert "gain" not in back.coords and "t" in back.coords  # the (y, x) map described the old pixels
+    np.testing.assert_allclose(back.y.values, 0.125 + 0.5 * np.arange(6))  # 12 rows of 0.25 as 6 of 0.5, same extent
 
 
 def test_center_crop_resize():

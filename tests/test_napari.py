@@ -8,6 +8,8 @@ npe2's test plugin manager, so the tests see exactly this plugin.
 
 import importlib.metadata
 import importlib.resources
+import inspect
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import svimg  # noqa: E402
 import svimg.io  # noqa: E402
 from svimg.napari._layers import layer_to_video, video_to_layer  # noqa: E402
 from svimg.napari._operator import OP_SPEC_ATTR, build_operator, settings_from_specs, settings_to_specs  # noqa: E402
+from svimg.napari._widgets import sample_defaults  # noqa: E402
 
 pytestmark = pytest.mark.napari
 
@@ -254,7 +257,7 @@ def test_open_file_and_sample_data(viewer, tmp_path):
 def test_degrade_widget_adds_the_degraded_layer(viewer):
     source = _add(viewer, _video(True), "clip")
     widget = _dock(viewer, "Degrade")
-    widget._image.value = source
+    widget.image.value = source
     settings = {"temporal": "gaussian", "sigma": 1.0, "boundary": "reflect", "spatial": "downsample", "factor": 2}
     widget.controls.apply(settings)
     layer = widget.run()
@@ -265,19 +268,19 @@ def test_degrade_widget_adds_the_degraded_layer(viewer):
     # recorded as `svimg degrade` records it
     assert layer.metadata[OP_SPEC_ATTR] == "temporal:gaussian:1.0:reflect, spatial:sr:2"
     n_layers = len(viewer.layers)
-    widget._button.native.click()  # the button does the same
+    widget.degrade_button.native.click()  # the button does the same
     assert len(viewer.layers) == n_layers + 1 and viewer.layers[-1].name.startswith(layer.name)
     # The Restore widget presets its operator from that metadata.
     restore = _dock(viewer, "Restore")
-    restore._image.value = layer
+    restore.image.value = layer
     assert restore.controls.settings()["boundary"] == "reflect"
     assert restore.controls.operator().output_shape((T, 3, H, W)) == (T, 3, H // 2, W // 2)
 
 
 def _run_restore(qtbot, widget, layer, nfe, preview_every=1, seed=0):
-    widget._image.value = layer
-    widget._nfe.value, widget._preview_every.value, widget._seed.value = nfe, preview_every, seed
-    widget._device.value = "cpu"
+    widget.image.value = layer
+    widget.nfe.value, widget.preview_every.value, widget.seed.value = nfe, preview_every, seed
+    widget.device.value = "cpu"
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
 
@@ -287,13 +290,13 @@ def test_restore_widget_noise_std_choices(viewer):
     import inspect
 
     widget = _dock(viewer, "Restore")
-    assert widget.sample_parameters()["noise_std"] == inspect.signature(svimg.sample).parameters["noise_std"].default
-    widget._noise_std_mode.value = "none"
+    assert widget.sample_parameters()["noise_std"] == sample_defaults()["noise_std"]  # the API's default
+    widget.measurement_noise.value = "none"
     assert widget.sample_parameters()["noise_std"] is None
-    widget._noise_std_mode.value = "auto"
+    widget.measurement_noise.value = "auto"
     assert widget.sample_parameters()["noise_std"] == "auto"
-    widget._noise_std_mode.value = "given"
-    widget._noise_std.value = 0.03
+    widget.measurement_noise.value = "given"
+    widget.noise_std_given.value = 0.03
     assert widget.sample_parameters()["noise_std"] == pytest.approx(0.03)
 
 
@@ -304,9 +307,9 @@ def test_restore_widget_shows_the_forecast_of_the_python_api(viewer, qtbot):
     blurred = _add(viewer, svimg.forward_op(_video(True), svimg.ops.TemporalPSF(3)), "blurred")
     widget = _dock(viewer, "Restore")
     widget.controls.apply({"temporal": "uniform", "width": 3})
-    widget._image.value, widget._nfe.value, widget._device.value = blurred, 4, "cpu"
+    widget.image.value, widget.nfe.value, widget.device.value = blurred, 4, "cpu"
     line = widget.forecast()
-    assert widget._forecast.value == line and line.startswith("forecast: ")
+    assert widget.forecast_line.value == line and line.startswith("forecast: ")
     expected = forecast(layer_to_video(blurred.data, rgb=True), svimg.ops.TemporalPSF(3), "bundled", nfe=4,
                         device="cpu", auto_window=False)
     assert line.split(", peak")[0] == expected.line().split(", peak")[0]  # memory and time are measured anew
@@ -328,7 +331,8 @@ def test_restore_widget_adds_result_and_previews(viewer, qtbot, rgb):
     names = [layer.name for layer in viewer.layers]
     assert "blurred [restoring]" not in names  # ... and removed at the end
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("blurred restored")]
-    assert "nfe=3" in result.name and "seed=0" in result.name
+    assert result.name == "blurred restored"  # short: the parameters are in the metadata
+    assert json.loads(result.metadata["svimg_parameters"])["nfe"] == 3
     assert result.rgb is rgb and result.data.shape == np.asarray(blurred.data).shape
     assert result.metadata["svimg_operation"] == "sample"
     # Same parameters through the Python API give the same result.
@@ -376,15 +380,15 @@ def test_restore_cancel_stops_within_one_step(viewer, qtbot, monkeypatch):
     def cancel_once(step, preview):
         if not at_cancel:
             at_cancel.append(len(evaluations))
-            widget._cancel_button.native.click()
+            widget.cancel_button.native.click()
 
-    widget._relay.step.connect(cancel_once)
+    widget.step_relay.step.connect(cancel_once)
     _run_restore(qtbot, widget, layer, nfe, preview_every=1)
     assert at_cancel, "no step was reported before the run ended"
     distinct_t = len(set(evaluations))  # one timestep per NFE, however the frames were batched
     assert distinct_t <= len(set(evaluations[: at_cancel[0]])) + 1 < nfe
     assert len(viewer.layers) == n_before  # no result and no preview layer left
-    assert widget._status.value == "cancelled"
+    assert widget.status.value == "cancelled"
 
 
 @needs_display
@@ -393,7 +397,7 @@ def test_deleting_the_restore_widget_stops_its_run(viewer, qtbot):
     widget = _dock(viewer, "Restore")
     widget.controls.apply({"temporal": "uniform", "width": 3})
     n_before, nfe = len(viewer.layers), 500
-    widget._image.value, widget._nfe.value, widget._device.value = layer, nfe, "cpu"
+    widget.image.value, widget.nfe.value, widget.device.value = layer, nfe, "cpu"
     worker = widget.run()
     qtbot.waitUntil(lambda: widget.steps_done >= 1, timeout=60_000)
     viewer.window.remove_dock_widget(widget.native)
@@ -408,16 +412,16 @@ def test_deleting_the_restore_widget_stops_its_run(viewer, qtbot):
 def test_restore_with_a_bad_checkpoint_reports_and_adds_nothing(viewer, qtbot, tmp_path):
     layer = _add(viewer, _video(False), "clip")
     widget = _dock(viewer, "Restore")
-    widget._prior.value = "adm"
+    widget.prior_kind.value = "adm"
     with pytest.raises(ValueError, match="choose the checkpoint file"):
         widget.prior_spec()
     missing = tmp_path / "missing.pt"
-    widget._checkpoint.value = missing
+    widget.checkpoint.value = missing
     assert widget.prior_spec() == f"adm:{missing}"
     n_before = len(viewer.layers)
     _run_restore(qtbot, widget, layer, nfe=2)
     assert len(viewer.layers) == n_before
-    assert widget._status.value.startswith("failed:") and "missing.pt" in widget._status.value
+    assert widget.status.value.startswith("failed:") and "missing.pt" in widget.status.value
 
 
 @needs_display
@@ -428,14 +432,14 @@ def test_compare_widget_plots_per_frame_metrics(viewer):
     ref = _add(viewer, clean, "truth")
     est = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3, boundary="circular")), "blurred")  # T frames
     widget = _dock(viewer, "Compare")
-    widget._image.value, widget._reference.value = est, ref
+    widget.layer.value, widget.reference.value = est, ref
     result = widget.run()
     expected = svimg.metrics.evaluate(layer_to_video(est.data, rgb=True), clean)
     assert result == expected and len(result["psnr_per_frame"]) == T
     axes = widget.figure.axes
     assert [len(ax.lines[0].get_xdata()) for ax in axes] == [T, T, T - 1]  # PSNR, SSIM, consistency between frames
     np.testing.assert_allclose(axes[0].lines[0].get_ydata(), expected["psnr_per_frame"])
-    assert f"{expected['psnr']:.2f} dB" in widget._numbers.value
+    assert f"{expected['psnr']:.2f} dB" in widget.numbers.value
 
 
 @needs_display
@@ -449,10 +453,81 @@ def test_restore_with_a_prior_from_train_prior(viewer, qtbot, tmp_path):
     blurred = _add(viewer, svimg.forward_op(clean, svimg.ops.TemporalPSF(3)), "blurred")
     widget = _dock(viewer, "Restore")
     widget.controls.apply({"temporal": "uniform", "width": 3})
-    widget._prior.value = "adm"
-    widget._checkpoint.value = weights
+    widget.prior_kind.value = "adm"
+    widget.checkpoint.value = weights
     _run_restore(qtbot, widget, blurred, nfe=2)
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("blurred restored")]
     expected = svimg.sample(layer_to_video(blurred.data, rgb=False), svimg.ops.TemporalPSF(3), str(weights), nfe=2,
                             seed=0, device="cpu", progress=False)
     np.testing.assert_allclose(layer_to_video(result.data, rgb=False).values, expected.values, atol=1e-5)
+
+
+# -- layout, defaults, theme ---------------------------------------------------------------------------
+
+@needs_display
+def test_three_docked_widgets_fit_a_1280x1024_window(viewer, qtbot, tmp_path):
+    """Degrade, Restore and Compare docked together fit a 1280 x 1024 window: each dock is at least as tall as
+    its widget needs, the docks do not overlap, and all of them lie inside the window (screenshot kept)."""
+    viewer.window.resize(1280, 1024)
+    viewer.open_sample("svimg", "degraded_clip")
+    docks = [viewer.window.add_plugin_dock_widget("svimg", name) for name in ("Degrade", "Restore", "Compare")]
+    qtbot.wait(200)
+    shot = viewer.screenshot(str(tmp_path / "docked.png"), canvas_only=False)
+    height = shot.shape[0]
+    assert height <= 1024
+    bottoms = []
+    for dock, widget in docks:
+        geometry = dock.geometry()
+        assert widget.native.height() >= widget.native.minimumSizeHint().height(), dock.windowTitle()
+        assert geometry.bottom() < height, dock.windowTitle()
+        bottoms.append((geometry.top(), geometry.bottom()))
+    bottoms.sort()
+    assert all(above[1] < below[0] for above, below in zip(bottoms, bottoms[1:]))  # stacked, not overlapping
+
+
+@needs_display
+def test_restore_defaults_come_from_the_python_api(viewer, monkeypatch):
+    widget = _dock(viewer, "Restore")
+    api = sample_defaults()
+    assert (widget.nfe.value, widget.eta.value, widget.cg_iters.value, widget.noise_mode.value) == (
+        api["nfe"], pytest.approx(api["eta"]), api["cg_iters"], api["noise"])
+    assert widget.sample_parameters()["noise_std"] == api["noise_std"]
+    assert widget.controls.settings()["boundary"] == inspect.signature(svimg.ops.TemporalPSF).parameters[
+        "boundary"].default
+
+    def changed_api(y, op, prior=None, *, nfe=7, eta=0.5, cg_iters=3, noise="initial", noise_std="auto"):
+        """A sample() whose defaults changed: the widget follows."""
+
+    from svimg.napari._widgets import RestoreWidget
+
+    monkeypatch.setattr(svimg.sampling, "sample", changed_api)
+    widget = RestoreWidget(viewer)
+    assert (widget.nfe.value, widget.cg_iters.value, widget.noise_mode.value) == (7, 3, "initial")
+    assert widget.measurement_noise.value == "auto" and widget.sample_parameters()["noise_std"] == "auto"
+
+
+@needs_display
+def test_compare_starts_on_two_layers_and_follows_napari_theme(viewer):
+    from napari.utils.theme import get_theme
+
+    truth, degraded = viewer.open_sample("svimg", "degraded_clip")
+    widget = _dock(viewer, "Compare")
+    assert widget.layer.value is degraded and widget.reference.value is truth
+    widget.run()
+    for theme in ("dark", "light"):
+        viewer.theme = theme
+        background = get_theme(theme).background.as_hex()
+        assert widget.figure.get_facecolor()[:3] == pytest.approx(tuple(int(background[i:i + 2], 16) / 255
+                                                                         for i in (1, 3, 5)))
+        ax = widget.figure.axes[0]
+        assert ax.get_facecolor()[:3] == widget.figure.get_facecolor()[:3]
+
+
+@needs_display
+def test_restore_progress_is_shown_in_the_widget(viewer, qtbot):
+    layer = _add(viewer, svimg.forward_op(_video(False), svimg.ops.TemporalPSF(3)), "blurred")
+    widget = _dock(viewer, "Restore")
+    widget.controls.apply({"temporal": "uniform", "width": 3})
+    _run_restore(qtbot, widget, layer, nfe=3, preview_every=0)
+    assert widget.progress_bar.max == 3 and widget.progress_bar.value == 3
+    assert widget.progress_bar.native.isVisibleTo(widget.native)  # in the widget, not in a collapsed dock

@@ -88,7 +88,7 @@ def _dps_gradient(x: Tensor, t: int, a_t: float, evaluator, residual_norm) -> tu
 
 def dps(y, op, prior=None, *, nfe: int = 1000, step_size: float = 30.0, noise: str = "independent",
         seed: int | None = None, generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None,
-        device=None, progress: bool = True, callback=None):
+        device=None, progress: bool = True, callback=None, channel_axis: int | None = None):
     """Diffusion posterior sampling with a 2-D image prior per frame (the paper's DPS baseline).
 
     For each (t, t_next) of the schedule, x in [-1, 1] units::
@@ -105,7 +105,8 @@ def dps(y, op, prior=None, *, nfe: int = 1000, step_size: float = 30.0, noise: s
     """
     step_size = check_positive_number(step_size, "step_size", allow_zero=True)
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
-                      batch_size=batch_size, device=device, progress=progress, callback=callback)
+                      batch_size=batch_size, device=device, progress=progress, callback=callback,
+                      channel_axis=channel_axis)
     y_t, schedule = run.problem.y, run.schedule
 
     def residual_norm(x0):
@@ -131,7 +132,7 @@ def dps(y, op, prior=None, *, nfe: int = 1000, step_size: float = 30.0, noise: s
 def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho: float = 0.1, lam: float = 1e-3,
                    admm_iters: int = 1, cg_iters: int = 5, noise: str = "independent", seed: int | None = None,
                    generator: torch.Generator | None = None, x_T=None, batch_size: int | None = None, device=None,
-                   progress: bool = True, callback=None):
+                   progress: bool = True, callback=None, channel_axis: int | None = None):
     """DiffusionMBIR with TV along t, in DDS form (the paper's DiffusionMBIR baseline).
 
     The loop of :func:`svimg.sample` (Tweedie, data step, re-noise with ``eta``)
@@ -148,7 +149,8 @@ def diffusion_mbir(y, op, prior=None, *, nfe: int = 1000, eta: float = 0.15, rho
     admm_iters = check_positive_int(admm_iters, "admm_iters")
     cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
-                      batch_size=batch_size, device=device, progress=progress, callback=callback)
+                      batch_size=batch_size, device=device, progress=progress, callback=callback,
+                      channel_axis=channel_axis)
     y_t = run.problem.y
     split = None
 

@@ -25,14 +25,6 @@ class Status:
             print(f"svimg: {message}", file=sys.stderr, flush=True)
 
 
-def _chain_history(da, previous: str | None):
-    """Keep the input's CF ``history`` lines before the new one (oldest first)."""
-    new = da.attrs.get("history")
-    if previous and new and previous not in new:
-        da.attrs["history"] = f"{previous}\n{new}"
-    return da
-
-
 def _add_noise(y, sigma: float, seed: int):
     """y + sigma * n, n ~ N(0, I) drawn from numpy.random.default_rng(seed); attrs and coords kept."""
     if sigma == 0:
@@ -44,10 +36,11 @@ def _add_noise(y, sigma: float, seed: int):
 def _measure(x, op, specs: list[str], sigma: float, seed: int, **record):
     """y = A x (+ noise) as a DataArray recording the operator specs, the noise and ``record``."""
     from .. import forward_op
-    from .._provenance import provenance
+    from .._provenance import provenance, with_record
 
-    y = _add_noise(forward_op(x, op), sigma, seed)
-    y.attrs.update(provenance("degrade", op, op_spec=", ".join(specs), noise=sigma, seed=seed, **record))
+    y = _add_noise(forward_op(x, op), sigma, seed)  # forward_op appends its line to x's history
+    y.attrs = with_record(y.attrs, provenance("degrade", op, op_spec=", ".join(specs), noise=sigma, seed=seed,
+                                              **record))
     y.attrs[OP_SPEC_ATTR] = ", ".join(specs)
     return y
 
@@ -70,7 +63,6 @@ def degrade(args, status: Status) -> int:
     x = io.load(args.input, frames=args.frames, size=args.size)
     status(f"degrading {dict(x.sizes)} with {op!r}" + (f" + noise {args.noise:g}" if args.noise else ""))
     y = _measure(x, op, args.op, args.noise, args.seed, input=str(args.input))
-    _chain_history(y, x.attrs.get("history"))
     io.save(y, args.output, overwrite=args.overwrite, progress=not args.quiet)
     status(f"wrote {args.output} {dict(y.sizes)}")
     return 0
@@ -184,7 +176,6 @@ def restore(args, status: Status) -> int:
         x = x.isel(t=keep)
     status(f"restored in {time.perf_counter() - started:.1f} s")
     x.attrs[OP_SPEC_ATTR] = ", ".join(s.strip() for s in specs)
-    _chain_history(x, y.attrs.get("history"))
     io.save(x, args.output, overwrite=args.overwrite, progress=not args.quiet)
     status(f"wrote {args.output} {dict(x.sizes)}")
     return 0
@@ -219,17 +210,27 @@ def evaluate(args, status: Status) -> int:
 
     restored = io.load(args.restored, frames=args.frames, size=args.size)
     truth = io.load(args.truth, frames=args.frames, size=args.size)
-    result = metrics.evaluate(restored, truth)
+    result = metrics.evaluate(restored, truth, names=("RESTORED", "TRUTH"))
     if args.lpips:
         values = metrics.lpips(restored, truth, args.lpips, per_frame=True)
         result["lpips"], result["lpips_per_frame"] = float(values.mean()), values.tolist()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(metrics_table({"restored": result}))
+        print(metrics_table({Path(args.restored).name: result}))  # the row names what was scored
         if args.per_frame:
             print(per_frame_table(result))
     return 0
+
+
+def _demo_window(frames) -> tuple[int, int]:
+    """(start, count) of the demo's --frames: N (the first N) or START:STOP."""
+    if isinstance(frames, int):
+        return 0, frames
+    start, stop = frames[0] or 0, frames[1]
+    if stop is None or stop <= start:
+        raise ValueError(f"--frames START:STOP needs STOP > START for the demo clip, got {start}:{stop}")
+    return start, stop - start
 
 
 def _demo_frames(T: int, n: int = 4) -> list[int]:
@@ -240,7 +241,7 @@ def demo(args, status: Status) -> int:
     """Degrade a held-out clip, restore it with CG alone and with svimg, print metrics, write pictures."""
     from .. import data, io, metrics
     from ..io._paths import atomic_target
-    from ._figure import display_frames, side_by_side, strip_image
+    from ._figure import crop, display_frames, moving_box, side_by_side, strip_image
     from ._parser import DEMO_OPS
 
     out = Path(args.out).expanduser()
@@ -252,9 +253,10 @@ def demo(args, status: Status) -> int:
         existing = [str(p) for p in targets.values() if p.exists()]
         if existing:
             raise FileExistsError(f"{existing[0]} already exists; pass --overwrite to replace the demo files in {out}")
-    status(f"clip {args.clip!r}: {args.frames} frames from {args.start}, {args.size}x{args.size}")
-    truth = data.clip(args.clip, frames=args.frames, start=args.start, size=args.size)
-    y = _measure(truth, op, specs, args.noise, args.seed, clip=args.clip, start=args.start)
+    start, count = _demo_window(args.frames)
+    status(f"clip {args.clip!r}: frames {start}:{start + count}, {args.size}x{args.size}")
+    truth = data.clip(args.clip, frames=count, start=start, size=args.size)
+    y = _measure(truth, op, specs, args.noise, args.seed, clip=args.clip, start=start)
     status(f"degraded with {op!r}" + (f" + noise {args.noise:g}" if args.noise else "") + f" -> {dict(y.sizes)}")
     if args.noise_std is None and args.gamma is None and args.noise:
         args.noise_std = "auto"  # the demo's default: the noise level estimated from y
@@ -281,11 +283,15 @@ def demo(args, status: Status) -> int:
     size = (truth.sizes["y"], truth.sizes["x"])
     scale = max(1, -(-128 // max(size)))  # show frames at least 128 px wide
     shown = [display_frames(v.values, size, scale) for v in (truth, y, cg, restored)]
+    side = max(1, min(size) // 2)  # the picture: the half-size window that moves most, at twice the movie's zoom
+    box = (*(scale * i for i in moving_box(truth.values, side)), scale * side)
     captions = [""] + [f"{results[k]['psnr']:.2f} dB" if k in results else "" for k in ("degraded", "CG", "svimg")]
     labels = ["truth", "degraded", "CG alone", "svimg"]
-    strip = strip_image(list(zip(labels, captions, shown)), _demo_frames(args.frames))
+    strip = strip_image(list(zip(labels, captions, [crop(v, box, 2) for v in shown])), _demo_frames(count),
+                        start)
     movie = side_by_side(shown)
-    summary = {"clip": args.clip, "frames": args.frames, "start": args.start, "size": args.size,
+    summary = {"clip": args.clip, "frames": count, "start": start, "size": args.size,
+               "crop": dict(zip(("top", "left", "side"), (v // scale for v in box))),
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
                "gamma": args.gamma, "noise_std": args.noise_std, "noise_mode": args.noise_mode, "prior": spec,
                "prior_flips": flips, "seed": args.seed,
@@ -301,7 +307,7 @@ def demo(args, status: Status) -> int:
     with atomic_target(targets["metrics.json"], args.overwrite) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
 
-    print(f"svimg demo: {args.clip}, {args.frames} frames {args.size}x{args.size}, op {', '.join(specs)}"
+    print(f"svimg demo: {args.clip}, frames {start}:{start + count} {args.size}x{args.size}, op {', '.join(specs)}"
           + (f", noise {args.noise:g}" if args.noise else "") + f", nfe {args.nfe}, seed {args.seed}")
     print(metrics_table(results))
     print(f"time: CG {timings['CG']:.1f} s, svimg {timings['svimg']:.1f} s")

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..io._write import to_uint8
 
-__all__ = ["display_frames", "strip_image", "side_by_side"]
+__all__ = ["display_frames", "moving_box", "crop", "strip_image", "side_by_side"]
 
 _LABEL_WIDTH = 150
 _GAP = 4
@@ -29,8 +29,28 @@ def display_frames(video, size: tuple[int, int], scale: int) -> np.ndarray:
     return to_uint8(v)
 
 
-def strip_image(rows: list[tuple[str, str, np.ndarray]], frames: list[int]):
-    """A PIL image with one row per (label, caption, display frames (T, H, W, 3) uint8), showing ``frames``."""
+def moving_box(video, side: int) -> tuple[int, int]:
+    """(top, left) of the ``side`` x ``side`` window of ``video`` ((T, C, H, W) or (T, H, W)) that changes most
+    over time: the largest sum over the window of the per-pixel temporal standard deviation (summed over c)."""
+    v = np.asarray(video, dtype=np.float64)
+    change = v.std(axis=0)
+    change = change.sum(axis=0) if change.ndim == 3 else change
+    sums = np.pad(change.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+    windows = sums[side:, side:] - sums[:-side, side:] - sums[side:, :-side] + sums[:-side, :-side]
+    top, left = np.unravel_index(int(np.argmax(windows)), windows.shape)
+    return int(top), int(left)
+
+
+def crop(frames: np.ndarray, box: tuple[int, int, int], zoom: int) -> np.ndarray:
+    """The (top, left, side) window of display frames (T, H, W, 3), enlarged ``zoom`` times by pixel repetition."""
+    top, left, side = box
+    window = frames[:, top : top + side, left : left + side]
+    return np.repeat(np.repeat(window, zoom, axis=1), zoom, axis=2)
+
+
+def strip_image(rows: list[tuple[str, str, np.ndarray]], frames: list[int], first: int = 0):
+    """A PIL image with one row per (label, caption, display frames (T, H, W, 3) uint8), showing ``frames``
+    (labelled as frame ``first + t``)."""
     from PIL import Image, ImageDraw, ImageFont
 
     H, W = rows[0][2].shape[1:3]
@@ -42,7 +62,7 @@ def strip_image(rows: list[tuple[str, str, np.ndarray]], frames: list[int]):
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for j, t in enumerate(frames):
-        draw.text((_LABEL_WIDTH + j * (W + _GAP) + 4, 4), f"frame {t}", fill="black", font=small)
+        draw.text((_LABEL_WIDTH + j * (W + _GAP) + 4, 4), f"frame {first + t}", fill="black", font=small)
     for i, (label, caption, video) in enumerate(rows):
         top = header + i * (H + _GAP)
         draw.text((6, top + H // 2 - 16), label, fill="black", font=font)

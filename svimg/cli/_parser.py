@@ -6,25 +6,30 @@ import argparse
 import inspect
 import sys
 
-from .opspec import GRAMMAR
+from ..ops import BOUNDARIES
+from .opspec import DEFAULT_BOUNDARY, GRAMMAR, split_specs
 
-__all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE"]
+__all__ = ["build_parser", "frames_arg", "DEMO_OPS", "DEMO_NOISE", "DEMO_FRAMES"]
 
 # The demo's measurement when --op / --noise are not given: the paper's hardest temporal PSF plus
 # measurement noise, the regime where CG alone amplifies noise and the prior matters.  The demo restores
 # it with --noise-std auto unless --gamma or --noise-std is given.
 DEMO_OPS = ("temporal:uniform:13:circular",)  # the paper's setting, named: 16 frames in, 16 out
 DEMO_NOISE = 0.02
+DEMO_FRAMES = "72:88"  # carphone's 16 frames with the most motion (mean |x[t+1] - x[t]| 0.017 against 0.013 for 0:16)
 
 OP_HELP = f"""\
-operator specs (--op, repeatable, applied in the order given, temporal first as in the paper):
-  {GRAMMAR.replace(' | ', chr(10) + '  ').replace('; ', chr(10) + '  ')}
-  (valid: a clip cut from a longer recording, N frames give N - W + 1 complete exposures)
+operator specs (--op, repeatable or comma-separated, applied in the order given, temporal first as in the paper):
+  {GRAMMAR.replace(' | ', chr(10) + '  ')}
+  BOUNDARY: {", ".join(BOUNDARIES)} (default {DEFAULT_BOUNDARY}; valid: a clip cut from a longer recording,
+  N frames give N - W + 1 complete exposures)
 examples:
   --op temporal:uniform:13                      13-frame box blur in time (a recorded clip: 12 frames fewer)
   --op temporal:uniform:13:circular             the paper's benchmark: the clip wraps around
   --op temporal:gaussian:1.0:reflect --op spatial:sr:4
                                                 Gaussian blur in time, then 4x average pooling
+  --op temporal:gaussian:1.0:reflect,spatial:sr:4
+                                                the same in one --op
 """
 
 
@@ -90,9 +95,24 @@ def _add_io(p, *, size: bool = True):
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
-def _add_op(p, default_help: str):
-    p.add_argument("--op", action="append", default=None, metavar="SPEC",
-                   help=f"degradation operator spec (repeatable; see below); default: {default_help}")
+def _op_specs(text: str) -> list[str]:
+    """The specs of one --op value (commas separate several)."""
+    specs = split_specs(text)
+    if not specs:
+        raise argparse.ArgumentTypeError(f"expected an operator spec, got {text!r}")
+    return specs
+
+
+def _add_op(p, default_help: str | None = None):
+    """--op SPEC[,SPEC...], repeatable: ``args.op`` is the flat list of specs in the order given."""
+    default = "" if default_help is None else f"; default: {default_help}"
+    p.add_argument("--op", action="extend", type=_op_specs, default=None, required=default_help is None,
+                   metavar="SPEC", help=f"degradation operator spec (repeatable or comma-separated; see below){default}")
+
+
+def _add_quiet(p, default=False):
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress bars or status lines (before or after COMMAND)")
 
 
 def _add_method(p):
@@ -117,14 +137,30 @@ def _gamma(text: str):
 
 
 def _noise_std(text: str):
-    """A number >= 0, "auto" (estimated from the measurement) or "none" (noise-free: 0, which svimg.sample
-    treats as None; an option left out stays None, "not given")."""
+    """A number in [0, 1] units, "auto" (estimated from the measurement) or "none" (noise-free: 0, which
+    svimg.sample treats as None; an option left out stays None, "not given"), checked by
+    :func:`svimg.sampling.noise_level.check_noise_std`."""
+    from ..sampling.noise_level import check_noise_std
+
     if text.lower() == "none":
         return 0.0
-    return "auto" if text.lower() == "auto" else _nonneg_float(text)
+    try:
+        return check_noise_std("auto" if text.lower() == "auto" else _nonneg_float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _add_sampler(p, noise_std_help=""):
+def _noise_sigma(text: str) -> float:
+    """A measurement noise level to add, in [0, 1] units (the same bound as --noise-std)."""
+    from ..sampling.noise_level import check_noise_std
+
+    try:
+        return check_noise_std(_nonneg_float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("noise_std", "the noise level")) from None
+
+
+def _add_sampler(p, noise_std_help="", seed_help=""):
     from ..priors.base import MIRRORS
     from ..priors.loaders import BUNDLED_FLIPS
     from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE, sample
@@ -143,7 +179,7 @@ def _add_sampler(p, noise_std_help=""):
                            f"{inspect.signature(sample).parameters['noise_std'].default})"))
     p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
                    help="which noise draws are shared by all frames (batch = the method)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (and of the demo's measurement noise)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler" + seed_help)
     p.add_argument("--prior", default="bundled", metavar="SPEC",
                    help="image prior: bundled | PATH.pt (from `svimg train-prior`) | adm:PATH | diffusers:PATH")
     p.add_argument("--prior-flips", type=int, choices=tuple(MIRRORS), default=None,
@@ -156,14 +192,27 @@ def _add_sampler(p, noise_std_help=""):
                    help="most frames per prior evaluation; when omitted, as many as fit in the free memory")
 
 
+def _with_quiet(add_parser):
+    """``add_parser`` whose sub-commands accept -q/--quiet too (default SUPPRESS: the global -q stands)."""
+
+    def add(*args, **kwargs):
+        p = add_parser(*args, **kwargs)
+        _add_quiet(p, default=argparse.SUPPRESS)
+        return p
+
+    return add
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = _Parser(prog="svimg", formatter_class=_Formatter,
                      description="Restore videos with an image diffusion prior (batch-consistent DDS).")
     parser.add_argument("--version", action="version", version=f"svimg {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    _add_quiet(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    # -q after COMMAND too; SUPPRESS keeps a -q given before COMMAND when it is not repeated after it
+    sub.add_parser = _with_quiet(sub.add_parser)
 
     p = sub.add_parser("degrade", formatter_class=_Formatter, epilog=OP_HELP,
                        help="apply a degradation (y = A x + noise) to a video",
@@ -172,9 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "operator so that `svimg restore` can reuse it.")
     p.add_argument("input", metavar="IN", help="video, TIFF stack, zarr store or .npy/.npz file")
     p.add_argument("output", metavar="OUT", help="where to write the degraded video")
-    p.add_argument("--op", action="append", required=True, metavar="SPEC",
-                   help="degradation operator spec (repeatable; see below)")
-    p.add_argument("--noise", type=_nonneg_float, default=0.0, metavar="SIGMA",
+    _add_op(p)
+    p.add_argument("--noise", type=_noise_sigma, default=0.0, metavar="SIGMA",
                    help="standard deviation of additive Gaussian noise (values in [0, 1])")
     p.add_argument("--seed", type=int, default=0, help="random seed of the noise")
     _add_io(p)
@@ -222,15 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and metrics.json into --out.")
     p.add_argument("--out", default="svimg-demo", metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--clip", default="carphone", help="sample clip (svimg.data.clip name)")
-    p.add_argument("--start", type=int, default=0, help="first frame of the clip")
-    p.add_argument("--frames", type=_positive_int, default=16, help="number of frames")
+    p.add_argument("--frames", type=frames_arg, default=DEMO_FRAMES, metavar="N|START:STOP",
+                   help="these frames of the clip (N = the first N)")
     p.add_argument("--size", type=_positive_int, default=64, metavar="PIXELS",
                    help="frames are centre-cropped and resized to PIXELS x PIXELS")
-    p.add_argument("--noise", type=_nonneg_float, default=DEMO_NOISE, metavar="SIGMA",
+    p.add_argument("--noise", type=_noise_sigma, default=DEMO_NOISE, metavar="SIGMA",
                    help="standard deviation of additive Gaussian measurement noise")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo files in DIR")
     _add_op(p, " ".join(DEMO_OPS))
-    _add_sampler(p, noise_std_help=" (demo default: auto when --noise > 0 and no --gamma)")
+    _add_sampler(p, noise_std_help=" (demo default: auto when --noise > 0 and no --gamma)",
+                 seed_help=" and of the measurement noise")
     _add_train_prior(sub)
     return parser
 

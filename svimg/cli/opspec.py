@@ -19,13 +19,15 @@ the order matters between spatial ones.)
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 from ..ops import BOUNDARIES, Downsample, GaussianBlur, LinearOperator, RandomMask, TemporalPSF
 from ..ops.temporal import DEFAULT_BOUNDARY
 
-__all__ = ["parse_op", "parse_ops", "GRAMMAR", "OP_SPEC_ATTR"]
+__all__ = ["parse_op", "parse_ops", "split_specs", "GRAMMAR", "OP_SPEC_ATTR", "DEFAULT_BOUNDARY"]
 
+DEFAULT_BOUNDARY = inspect.signature(TemporalPSF).parameters["boundary"].default  # the operator's, not a copy
 OP_SPEC_ATTR = "svimg_op_spec"  # attr recording a degradation as specs (written by `svimg degrade` and napari's Degrade)
 
 GRAMMAR = ("temporal:uniform:W[:BOUNDARY] | temporal:gaussian:SIGMA[:BOUNDARY] | spatial:blur[:SIZE:SIGMA] | "
@@ -88,15 +90,22 @@ def parse_op(spec: str) -> LinearOperator:
         raise ValueError(f"bad operator spec {spec!r}: {err}; expected {GRAMMAR}") from None
 
 
+def split_specs(specs: str | Sequence[str]) -> list[str]:
+    """One spec per entry: a string, or each string of a list, split at its commas (blanks dropped, stripped).
+    Entries that are not strings are kept for :func:`parse_op` to refuse."""
+    out = []
+    for spec in [specs] if isinstance(specs, str) else specs:
+        out += [part.strip() for part in spec.split(",") if part.strip()] if isinstance(spec, str) else [spec]
+    return out
+
+
 def parse_ops(specs: str | Sequence[str]) -> LinearOperator:
     """Compose specs applied in the given order: ``[s1, s2, s3]`` -> ``op3 @ op2 @ op1``.
 
     ``specs`` is a list of specs or one string of specs separated by commas
-    (``"temporal:uniform:7, spatial:sr:4"``).
+    (``"temporal:uniform:7, spatial:sr:4"``); a list's entries may hold commas too.
     """
-    if isinstance(specs, str):
-        specs = [s for s in specs.split(",") if s.strip()]
-    specs = list(specs)
+    specs = split_specs(specs)
     if not specs:
         raise ValueError(f"no operator given; expected at least one spec: {GRAMMAR}")
     op = parse_op(specs[0])

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["image_metadata", "read_image_metadata"]
+__all__ = ["image_metadata", "read_image_metadata", "regular_spacing"]
 
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
-def _regular_spacing(values) -> tuple[float, float] | None:
+def regular_spacing(values) -> tuple[float, float] | None:
     """(origin, step) when ``values`` are evenly spaced real numbers, else None."""
     v = np.asarray(values)
     if v.dtype.kind not in "iuf" or v.size < 1:
@@ -41,7 +41,7 @@ def image_metadata(da, path: str = "0") -> dict:
         axis = {"name": dim, "type": _AXIS_TYPES[dim]}
         origin, step = 0.0, 1.0
         if dim != "c" and dim in da.coords:
-            spacing = _regular_spacing(da.coords[dim].values)
+            spacing = regular_spacing(da.coords[dim].values)
             if spacing is not None:
                 origin, step = spacing
             unit = da.coords[dim].attrs.get("units")

@@ -16,21 +16,28 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
+READ_ONLY_SUFFIXES = (".webm",)  # VP8/VP9: read through imageio-ffmpeg, never written
+
+
 def file_format(path: Path, *, reading: bool) -> str:
     """"zarr" | "npy" | "npz" | "tiff" | "video" (mp4, avi, mov, mkv, webm, m4v, gif) from the path's name.
 
-    When ``reading``, a folder holding zarr metadata counts as zarr whatever its name.
+    When ``reading``, a folder holding zarr metadata counts as zarr whatever its name; when writing, a
+    read-only format (.webm) raises, and the error lists the formats that can be written.
     """
     suffix = path.suffix.lower()
+    videos = VIDEO_SUFFIXES if reading else tuple(s for s in VIDEO_SUFFIXES if s not in READ_ONLY_SUFFIXES)
+    known = ".zarr, .npy, .npz, .tif/.tiff, " + ", ".join(videos)
+    if not reading and suffix in READ_ONLY_SUFFIXES:
+        raise ValueError(f"{str(path)!r}: {suffix} can be read but not written; write one of: {known}")
     if suffix == ".zarr" or (reading and path.is_dir() and any((path / m).exists() for m in _ZARR_MARKERS)):
         return "zarr"
     if suffix in (".npy", ".npz"):
         return suffix[1:]
     if suffix in TIFF_SUFFIXES:
         return "tiff"
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in videos:
         return "video"
-    known = ".zarr, .npy, .npz, .tif/.tiff, " + ", ".join(VIDEO_SUFFIXES)
     raise ValueError(f"cannot tell the format of {str(path)!r} from its name; use one of: {known}")
 
 

@@ -23,6 +23,7 @@ from .._validate import check_positive_int
 from ._meta import FRAME_DIMS, VIDEO_DIMS, WINDOWED_RUN_ATTR, coord_values, decode
 from ._ngff import read_image_metadata
 from ._paths import file_format
+from ._physical import tiff_coords
 from ._resize import center_crop_resize
 
 __all__ = ["load", "as_dataarray", "frame_selection"]
@@ -80,7 +81,9 @@ def load(path, frames=None, size: int | None = None) -> xr.DataArray:
         by 65535), booleans become 0/1, floats are cast to float32 unscaled.
         Zarr, TIFF and .npy data stay lazy (dask) until computed.  Coordinates
         and attrs written by :func:`svimg.io.save` come back; a video's frame
-        rate is kept as ``attrs["fps"]``.  A z axis of length 1 is dropped and
+        rate is kept as ``attrs["fps"]``; a TIFF's pixel size and frame interval
+        (ImageJ, OME-XML, resolution tags: :mod:`svimg.io._physical`) become
+        t/y/x coordinates with ``units``.  A z axis of length 1 is dropped and
         a single image becomes one frame.
     """
     path = _existing(path)
@@ -214,7 +217,13 @@ def _crop_resize(da: xr.DataArray, size) -> xr.DataArray:
         out = data.map_blocks(center_crop_resize, size, chunks=data.chunks[:-2] + ((size,), (size,)), dtype=np.float32)
     else:
         out = center_crop_resize(data, size)
-    coords = {k: v for k, v in da.coords.items() if not set(v.dims) & {"y", "x"}}
+    # the pixel coordinates follow: the central square's, rescaled to size x size pixels over the same extent
+    from .._convert import fit_coords
+
+    side = min(da.sizes["y"], da.sizes["x"])
+    square = da.isel(y=slice((da.sizes["y"] - side) // 2, None), x=slice((da.sizes["x"] - side) // 2, None))
+    square = square.isel(y=slice(0, side), x=slice(0, side))
+    coords = fit_coords(square, {**square.sizes, "y": size, "x": size})
     return xr.DataArray(out, dims=da.dims, coords=coords, name=da.name, attrs=da.attrs)
 
 
@@ -333,7 +342,7 @@ def _read_tiff(path: Path) -> xr.DataArray:
         raise ValueError(f"{str(path)!r} has TIFF axes {series.axes!r}; svimg reads T/Z/I/Q (frames), C/S, Y, X")
     if "t" not in dims and "z" in dims:
         dims[dims.index("z")] = "t"  # a plain z-stack: its planes are the frames
-    return _video(data, dims, source=repr(str(path)))
+    return _video(data, dims, tiff_coords(tif, dims, data.shape), source=repr(str(path)))
 
 
 # ---------------------------------------------------------------- zarr

@@ -17,6 +17,7 @@ import xarray as xr
 from ._meta import as_video_dataarray, dumps, encode, json_attrs
 from ._ngff import image_metadata
 from ._paths import atomic_target, file_format
+from ._physical import tiff_resolution
 from ._read import META_KEY
 
 __all__ = ["save"]
@@ -36,7 +37,8 @@ def save(da, path, overwrite: bool = False, *, fps: float | None = None, progres
         coordinates become the scale/translation) on the group.
     ``.tif`` / ``.tiff``
         one page per (t, c) plane, lossless; dims, coordinates, name and attrs
-        in the JSON image description.
+        in the JSON image description, and the pixel size (evenly spaced y/x
+        coordinates in a length unit) as resolution tags in pixels per cm.
     ``.npy``
         the bare array (dims follow from its rank; coordinates and attrs are not kept).
     ``.npz``
@@ -59,8 +61,6 @@ def save(da, path, overwrite: bool = False, *, fps: float | None = None, progres
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path).expanduser()
     fmt = file_format(path, reading=False)
-    if path.suffix.lower() == ".webm":
-        raise ValueError(f"{str(path)!r}: .webm (VP8/VP9) can be read but not written; use .mp4 or .gif")
     if fmt == "video":
         rate = fps if fps is not None else da.attrs.get("fps", DEFAULT_FPS)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (np.isfinite(rate) and rate > 0):
@@ -134,7 +134,7 @@ def _write_tiff(da: xr.DataArray, tmp: Path, progress: bool) -> None:
     big = da.nbytes > 2**32 - 2**25  # classic TIFF offsets are 32-bit
     with tifffile.TiffWriter(tmp, bigtiff=big) as tw:
         tw.write(planes(), shape=da.shape, dtype=da.dtype, photometric="minisblack",
-                 metadata={"axes": axes, META_KEY: encode(da)})
+                 metadata={"axes": axes, META_KEY: encode(da)}, **tiff_resolution(da))
 
 
 def _write_npy(da: xr.DataArray, tmp: Path, progress: bool) -> None:

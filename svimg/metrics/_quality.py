@@ -1,7 +1,8 @@
 """Full-reference video quality: PSNR, SSIM and a temporal-consistency error, per frame or averaged.
 
 Inputs are anything the functional API accepts (numpy, torch, xarray, zarr
-stores; (T, C, H, W) or (T, H, W)), values in [0, ``data_range``].  Arithmetic
+stores; (T, C, H, W) or (T, H, W), or channels-last arrays with
+``channel_axis=-1``), values in [0, ``data_range``].  Arithmetic
 is done in float64.
 """
 
@@ -19,12 +20,15 @@ from .._convert import to_volume
 __all__ = ["psnr", "ssim", "temporal_consistency", "evaluate", "paired_volumes"]
 
 
-def paired_volumes(x, ref) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` and ``ref`` as float64 (T, C, H, W) tensors of the same shape (else ValueError naming both shapes)."""
-    a = to_volume(x, "x").tensor.detach().to("cpu", torch.float64)
-    b = to_volume(ref, "ref").tensor.detach().to("cpu", torch.float64)
+def paired_volumes(x, ref, names: tuple[str, str] = ("x", "ref"),
+                   channel_axis: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``ref`` (both in the layout ``channel_axis`` says, :mod:`svimg._convert`) as float64
+    (T, C, H, W) tensors of the same shape (else ValueError naming both, by ``names``, and their shapes)."""
+    a = to_volume(x, names[0], channel_axis=channel_axis).tensor.detach().to("cpu", torch.float64)
+    b = to_volume(ref, names[1], channel_axis=channel_axis).tensor.detach().to("cpu", torch.float64)
     if a.shape != b.shape:
-        raise ValueError(f"x and ref must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)} (as (T, C, H, W))")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)} (as (T, C, H, W))")
     return a, b
 
 
@@ -40,7 +44,7 @@ def _reduce(per_frame_values: np.ndarray, per_frame: bool):
     return per_frame_values if per_frame else float(per_frame_values.mean())
 
 
-def psnr(x, ref, *, data_range: float = 1.0, per_frame: bool = False):
+def psnr(x, ref, *, data_range: float = 1.0, per_frame: bool = False, channel_axis: int | None = None):
     """Peak signal-to-noise ratio in dB.
 
     For frame t: ``PSNR_t = 10 log10(data_range^2 / MSE_t)`` with
@@ -50,14 +54,15 @@ def psnr(x, ref, *, data_range: float = 1.0, per_frame: bool = False):
     whole-video MSE).
     """
     R = _check_range(data_range)
-    a, b = paired_volumes(x, ref)
+    a, b = paired_volumes(x, ref, channel_axis=channel_axis)
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3)).numpy()
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(R * R / mse)
     return _reduce(values, per_frame)
 
 
-def ssim(x, ref, *, data_range: float = 1.0, win_size: int = 7, per_frame: bool = False):
+def ssim(x, ref, *, data_range: float = 1.0, win_size: int = 7, per_frame: bool = False,
+         channel_axis: int | None = None):
     """Structural similarity (Wang et al. 2004) as ``skimage.metrics.structural_similarity`` computes it.
 
     Per frame and channel, with local means/variances over a ``win_size`` x
@@ -75,7 +80,7 @@ def ssim(x, ref, *, data_range: float = 1.0, win_size: int = 7, per_frame: bool 
     R = _check_range(data_range)
     if isinstance(win_size, bool) or not isinstance(win_size, numbers.Integral) or win_size < 3 or win_size % 2 == 0:
         raise ValueError(f"win_size must be an odd integer >= 3, got {win_size!r}")
-    a, b = paired_volumes(x, ref)
+    a, b = paired_volumes(x, ref, channel_axis=channel_axis)
     T, C, H, W = a.shape
     if min(H, W) < win_size:
         raise ValueError(f"ssim with win_size={win_size} needs frames at least {win_size}x{win_size}, got {H}x{W}")
@@ -96,7 +101,7 @@ def ssim(x, ref, *, data_range: float = 1.0, win_size: int = 7, per_frame: bool 
     return _reduce(values, per_frame)
 
 
-def temporal_consistency(x, ref, *, per_frame: bool = False):
+def temporal_consistency(x, ref, *, per_frame: bool = False, channel_axis: int | None = None):
     """Temporal-consistency error: RMS difference between the frame-to-frame changes of ``x`` and ``ref``.
 
     With ``d_t(v) = v[t + 1] - v[t]`` for t = 0 .. T-2::
@@ -109,7 +114,7 @@ def temporal_consistency(x, ref, *, per_frame: bool = False):
     Flicker and temporal smearing raise it even when per-frame PSNR is high.
     Returns the (T-1,) array of ``E_t`` when ``per_frame``, else ``E``.  Needs T >= 2.
     """
-    a, b = paired_volumes(x, ref)
+    a, b = paired_volumes(x, ref, channel_axis=channel_axis)
     if a.shape[0] < 2:
         raise ValueError(f"temporal_consistency needs at least 2 frames, got {a.shape[0]}")
     diff = (a[1:] - a[:-1]) - (b[1:] - b[:-1])
@@ -117,21 +122,23 @@ def temporal_consistency(x, ref, *, per_frame: bool = False):
     return np.sqrt(squares) if per_frame else float(np.sqrt(squares.mean()))
 
 
-def evaluate(x, ref, *, data_range: float = 1.0) -> dict:
+def evaluate(x, ref, *, data_range: float = 1.0, names: tuple[str, str] = ("x", "ref"),
+             channel_axis: int | None = None) -> dict:
     """Every full-reference metric at once.
 
     Returns {"psnr", "ssim", "temporal_consistency"} (the averages defined
     above) and the same names with ``_per_frame`` (lists of floats);
-    the temporal entries are left out for a single frame.
+    the temporal entries are left out for a single frame.  ``names`` are how
+    errors call ``x`` and ``ref``; ``channel_axis`` is their layout (:mod:`svimg._convert`).
     """
-    a, b = paired_volumes(x, ref)  # convert once for all metrics
+    a, b = paired_volumes(x, ref, names, channel_axis)  # convert once for all metrics
     per_frame = {
-        "psnr": psnr(a, b, data_range=data_range, per_frame=True),
-        "ssim": ssim(a, b, data_range=data_range, per_frame=True),
+        "psnr": psnr(a, b, data_range=data_range, per_frame=True, channel_axis=1),
+        "ssim": ssim(a, b, data_range=data_range, per_frame=True, channel_axis=1),
     }
     out = {name: float(v.mean()) for name, v in per_frame.items()}
     if a.shape[0] >= 2:
-        per_frame["temporal_consistency"] = temporal_consistency(a, b, per_frame=True)
+        per_frame["temporal_consistency"] = temporal_consistency(a, b, per_frame=True, channel_axis=1)
         out["temporal_consistency"] = float(np.sqrt((per_frame["temporal_consistency"] ** 2).mean()))
     out.update({f"{name}_per_frame": v.tolist() for name, v in per_frame.items()})
     return out

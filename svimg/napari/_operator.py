@@ -11,10 +11,12 @@ opens in napari with the Restore widget preset.
 
 from __future__ import annotations
 
+import inspect
+
 import svimg
-from svimg.cli.opspec import OP_SPEC_ATTR
+from svimg.cli.opspec import DEFAULT_BOUNDARY, OP_SPEC_ATTR
 from svimg.cli.opspec import parse_op, parse_ops
-from svimg.ops.temporal import DEFAULT_BOUNDARY
+from svimg.ops import TemporalPSF
 
 from ._layers import video_to_layer
 
@@ -26,10 +28,11 @@ __all__ = [
 TEMPORAL = ("uniform", "gaussian", "none")
 SPATIAL = ("none", "blur", "downsample", "mask")
 
+
 DEFAULTS = {
     "temporal": "uniform",  # TemporalPSF.uniform(width) | TemporalPSF.gaussian(sigma) | none
     "width": 7,
-    "sigma": 1.0,
+    "sigma": inspect.signature(TemporalPSF.gaussian).parameters["sigma"].default,
     "boundary": DEFAULT_BOUNDARY,  # "valid": a clip cut from a longer recording (N frames in, N - support + 1 out)
     "spatial": "none",  # GaussianBlur(blur_size, blur_sigma) | Downsample(factor) | RandomMask(ratio, mask_seed)
     "blur_size": 13,
@@ -104,8 +107,8 @@ def build_operator(settings: dict):
 def degrade(video, settings: dict, name: str) -> tuple:
     """``svimg.forward_op(video, build_operator(settings))`` as an image ``LayerDataTuple``.
 
-    The layer is named ``"{name} * {specs}"`` and carries the provenance attrs
-    plus the specs under ``svimg_op_spec``; a downsampled result gets scale f
+    The layer is named ``"{name} degraded"`` (short enough for the layer list) and carries the
+    provenance attrs plus the specs under ``svimg_op_spec``; a downsampled result gets scale f
     and translate (f - 1) / 2 in y and x so it overlays the full-resolution input.
     """
     s = _complete(settings)
@@ -117,4 +120,4 @@ def degrade(video, settings: dict, name: str) -> tuple:
         placement = {"scale": (1, f, f), "translate": (0, (f - 1) / 2, (f - 1) / 2)}
     y = svimg.forward_op(video, op)
     spec = ", ".join(specs)
-    return video_to_layer(y, name=f"{name} * {spec}", metadata={OP_SPEC_ATTR: spec}, **placement)
+    return video_to_layer(y, name=f"{name} degraded", metadata={OP_SPEC_ATTR: spec}, **placement)

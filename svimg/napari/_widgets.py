@@ -1,13 +1,17 @@
 """napari widgets: Degrade, Restore and Compare, thin front-ends over svimg's Python API.
 
 * Degrade: ``svimg.forward_op`` with a temporal PSF and an optional spatial degradation.
-* Restore: ``svimg.sample`` in a napari thread worker: one activity-dock
-  progress tick per network evaluation, a live view of the running x0
+* Restore: ``svimg.sample`` in a napari thread worker: a progress bar in the
+  widget ticking once per network evaluation, a live view of the running x0
   estimate, and a Cancel that stops within one step (the sampler's callback
-  raises) and leaves no partial layer.
-* Compare: ``svimg.metrics`` PSNR / SSIM per frame (plotted) and temporal consistency.
+  raises) and leaves no partial layer.  Its defaults are ``svimg.sample``'s.
+* Compare: ``svimg.metrics`` PSNR / SSIM per frame (plotted in napari's theme) and temporal consistency.
 
-Layer data goes to and from svimg through :mod:`svimg.napari._layers` only.
+Compact: the three fit docked together in a 1280 x 1024 window; the operator and
+the less used sampler settings sit in collapsible sections.  What tests and
+scripts drive is public: the widgets' value fields (``image``, ``nfe``, ...) and
+buttons (``run_button`` ...).  Layer data goes to and from svimg through
+:mod:`svimg.napari._layers` only.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    ProgressBar,
     PushButton,
     SpinBox,
     create_widget,
@@ -32,16 +37,26 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error
+from napari.utils.theme import get_theme
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox
+from superqt import QCollapsible
 
 from svimg.ops import BOUNDARIES
 from svimg.sampling.dds import sample
 
 from ._layers import AXIS_LABELS, layer_to_video, tcyx_to_layer_data, video_to_layer
-from ._operator import DEFAULTS, OP_SPEC_ATTR, SPATIAL, TEMPORAL, build_operator, degrade, settings_from_specs
+from ._operator import (
+    DEFAULTS,
+    OP_SPEC_ATTR,
+    SPATIAL,
+    TEMPORAL,
+    build_operator,
+    degrade,
+    settings_from_specs,
+    settings_to_specs,
+)
 
 __all__ = ["OperatorControls", "DegradeWidget", "RestoreWidget", "CompareWidget"]
 
@@ -54,6 +69,20 @@ def _layer_choice(label: str):
     combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.native.setMinimumContentsLength(16)
     return combo
+
+
+def _section(title: str, *widgets) -> QCollapsible:
+    """A collapsed section holding ``widgets`` (labelled rows) under a clickable ``title``."""
+    section = QCollapsible(title)
+    section.addWidget(Container(widgets=list(widgets), labels=True).native)
+    section.layout().setContentsMargins(0, 0, 0, 0)
+    return section
+
+
+def _append(container: Container, *natives) -> None:
+    """Add Qt widgets (sections, plots) below a magicgui container's own rows."""
+    for native in natives:
+        container.native.layout().addWidget(native)
 
 
 def _status_label() -> Label:
@@ -145,15 +174,15 @@ class DegradeWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
-        self._image = _layer_choice("input")
+        self.image = _layer_choice("input")
         self.controls = OperatorControls()
-        self._button = PushButton(text="Degrade")
-        super().__init__(widgets=[self._image, self.controls, self._button])
-        self._button.clicked.connect(_report(self.run))
+        self.degrade_button = PushButton(text="Degrade")
+        super().__init__(widgets=[self.image, self.controls, self.degrade_button])
+        self.degrade_button.clicked.connect(_report(self.run))
 
     def run(self) -> Layer:
         """Degrade the selected layer; returns the new layer."""
-        layer = self._image.value
+        layer = self.image.value
         video = _layer_video(layer, "input")
         return _add(self._viewer, degrade(video, self.controls.settings(), layer.name))
 
@@ -187,62 +216,86 @@ def _devices() -> list[str]:
 
 PRIORS = [("bundled", "bundled"), ("checkpoint file (ADM or svimg)", "adm"), ("diffusers model folder", "diffusers")]
 NOISE_MODES = ("batch", "initial", "independent")
+MEASUREMENT_NOISE = ("none", "auto", "given")  # noise_std None | "auto" | a number
+
+
+def sample_defaults() -> dict:
+    """The defaults of :func:`svimg.sample`'s keyword parameters (its signature: one source of truth)."""
+    from svimg.sampling import sample
+
+    return {name: p.default for name, p in inspect.signature(sample).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _noise_std_choice(noise_std) -> tuple[str, float]:
+    """(measurement noise choice, given std) showing a ``noise_std`` value."""
+    if noise_std is None or isinstance(noise_std, str):
+        return ("none" if noise_std is None else noise_std), 0.02
+    return "given", float(noise_std)
 
 
 class RestoreWidget(Container):
     """Restore the selected stack with ``svimg.sample`` in a background thread.
 
-    The operator controls are preset from the input layer's metadata when the
-    layer was made by Degrade or the sample data.  While running: one progress
-    tick per NFE in the activity dock, the x0 estimate every ``preview every``
-    steps in a temporary layer, and Cancel.  The result is added as a layer
-    named after the parameters; a cancelled or failed run adds nothing.
+    The operator controls (a collapsed section) are preset from the input
+    layer's metadata when the layer was made by Degrade or the sample data.
+    Every sampler setting starts at ``svimg.sample``'s default
+    (:func:`sample_defaults`); the seed starts at 0 (reproducible runs).  While
+    running: the progress bar ticks once per NFE, the x0 estimate shows every
+    ``preview every`` steps in a temporary layer, and Cancel stops the run.
+    The result is added as a layer named ``"{input} restored"`` (its parameters
+    are in the layer's metadata); a cancelled or failed run adds nothing.
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
-        self._image = _layer_choice("input")
-        self.controls = OperatorControls()
+        api = sample_defaults()
+        mode, given = _noise_std_choice(api["noise_std"])
         devices = _devices()
-        self._prior = ComboBox(choices=PRIORS, label="prior")
-        self._checkpoint = FileEdit(mode="r", nullable=True, label="checkpoint", visible=False)
-        self._nfe = SpinBox(value=20, min=1, max=1000, label="NFE")
-        self._eta = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.05, label="eta")
-        self._cg_iters = SpinBox(value=5, min=0, max=200, label="CG iterations")
-        self._noise = ComboBox(choices=NOISE_MODES, value="batch", label="noise")
-        default = inspect.signature(sample).parameters["noise_std"].default  # svimg.sample's, shown as a mode
-        mode = {None: "none", "auto": "auto"}.get(default, "given")
-        self._noise_std_mode = ComboBox(choices=("none", "auto", "given"), value=mode, label="measurement noise")
-        self._noise_std = FloatSpinBox(value=default if mode == "given" else 0.02, min=0.0, max=1.0, step=0.005,
-                                       label="noise std", visible=mode == "given")
-        self._seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
-        self._device = ComboBox(choices=devices, value=devices[-1], label="device")
-        self._preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
-        self._forecast_button = PushButton(text="Forecast")
-        self._forecast = _status_label()
-        self._run_button = PushButton(text="Restore")
-        self._cancel_button = PushButton(text="Cancel", enabled=False)
-        self._status = _status_label()
-        super().__init__(
-            widgets=[
-                self._image, self.controls, self._prior, self._checkpoint, self._nfe, self._eta, self._cg_iters,
-                self._noise, self._noise_std_mode, self._noise_std, self._seed, self._device, self._preview_every,
-                self._forecast_button, self._forecast, self._run_button, self._cancel_button, self._status,
-            ]
-        )
-        self._image.changed.connect(self._preset_operator)
-        self._prior.changed.connect(self._prior_kind_changed)
-        self._noise_std_mode.changed.connect(self._noise_std_mode_changed)
-        self._forecast_button.clicked.connect(_report(self.forecast))
-        self._run_button.clicked.connect(_report(self.run))
-        self._cancel_button.clicked.connect(self.cancel)
+        self.image = _layer_choice("input")
+        self.controls = OperatorControls()
+        self.prior_kind = ComboBox(choices=PRIORS, label="prior")
+        self.checkpoint = FileEdit(mode="r", nullable=True, label="checkpoint", visible=False)
+        self.nfe = SpinBox(value=api["nfe"], min=1, max=1000, label="NFE")
+        self.seed = SpinBox(value=0, min=0, max=SEED_MAX, label="seed")
+        self.measurement_noise = ComboBox(choices=MEASUREMENT_NOISE, value=mode, label="measurement noise")
+        self.noise_std_given = FloatSpinBox(value=given, min=0.0, max=1.0, step=0.005, label="noise std",
+                                            visible=mode == "given")
+        self.eta = FloatSpinBox(value=api["eta"], min=0.0, max=1.0, step=0.05, label="eta")
+        self.cg_iters = SpinBox(value=api["cg_iters"], min=0, max=200, label="CG iterations")
+        self.noise_mode = ComboBox(choices=NOISE_MODES, value=api["noise"], label="noise draws")
+        self.device = ComboBox(choices=devices, value=devices[-1], label="device")
+        self.preview_every = SpinBox(value=5, min=0, max=1000, label="preview every (0: off)")
+        self.forecast_button = PushButton(text="Forecast")
+        self.forecast_line = _status_label()
+        self.run_button = PushButton(text="Restore")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(value=0, min=0, max=api["nfe"], label="progress")
+        self.status = _status_label()
+        super().__init__(widgets=[self.image, self.prior_kind, self.checkpoint, self.nfe, self.seed,
+                                  self.measurement_noise, self.noise_std_given])
+        self.operator_section = _section("operator", self.controls)
+        self.settings_section = _section("sampler settings", self.eta, self.cg_iters, self.noise_mode, self.device,
+                                         self.preview_every, self.forecast_button, self.forecast_line)
+        actions = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        actions.margins = (0, 0, 0, 0)
+        progress_row = Container(widgets=[self.progress_bar, self.status], labels=False)
+        progress_row.margins = (0, 0, 0, 0)
+        _append(self, self.operator_section, self.settings_section, actions.native, progress_row.native)
+        self._show_operator()
+        self.image.changed.connect(self._preset_operator)
+        self.controls.changed.connect(self._show_operator)
+        self.prior_kind.changed.connect(self._prior_kind_changed)
+        self.measurement_noise.changed.connect(self._measurement_noise_changed)
+        self.forecast_button.clicked.connect(_report(self.forecast))
+        self.run_button.clicked.connect(_report(self.run))
+        self.cancel_button.clicked.connect(self.cancel)
         self.worker = None
         self.steps_done = 0  # progress ticks of the current (or last) run
         self._cancel = threading.Event()
-        self._pbar = None
         self._preview_layer = None
-        self._relay = _StepRelay()
-        self._relay.step.connect(self._on_step)
+        self.step_relay = _StepRelay()
+        self.step_relay.step.connect(self._on_step)
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
 
@@ -251,38 +304,47 @@ class RestoreWidget(Container):
         settings = settings_from_specs(layer.metadata.get(OP_SPEC_ATTR)) if layer is not None else None
         if settings is not None:
             self.controls.apply(settings)
+            self._show_operator()
+
+    def _show_operator(self, *_):
+        """The operator section's title says the operator, so that it can stay collapsed."""
+        try:
+            text = ", ".join(settings_to_specs(self.controls.settings()))
+        except ValueError as err:
+            text = f"invalid ({err})"
+        self.operator_section.setText(f"operator: {text}")
 
     def _prior_kind_changed(self, kind):
-        self._checkpoint.visible = kind != "bundled"
-        self._checkpoint.mode = "d" if kind == "diffusers" else "r"
+        self.checkpoint.visible = kind != "bundled"
+        self.checkpoint.mode = "d" if kind == "diffusers" else "r"
 
-    def _noise_std_mode_changed(self, mode):
-        self._noise_std.visible = mode == "given"
+    def _measurement_noise_changed(self, mode):
+        self.noise_std_given.visible = mode == "given"
 
     def noise_std(self):
         """``noise_std`` of :func:`svimg.sample`: None (noise-free), "auto" or the given std."""
-        mode = self._noise_std_mode.value
-        return {"none": None, "auto": "auto"}.get(mode, self._noise_std.value)
+        mode = self.measurement_noise.value
+        return {"none": None, "auto": "auto"}.get(mode, self.noise_std_given.value)
 
     def prior_spec(self) -> str:
         """The :func:`svimg.priors.load` spec: "bundled", "adm:PATH" or "diffusers:PATH"."""
-        kind = self._prior.value
+        kind = self.prior_kind.value
         if kind == "bundled":
             return kind
-        if self._checkpoint.value is None:
+        if self.checkpoint.value is None:
             raise ValueError(f"prior: choose the {dict((v, k) for k, v in PRIORS)[kind]} to load")
-        return f"{kind}:{self._checkpoint.value}"
+        return f"{kind}:{self.checkpoint.value}"
 
     def sample_parameters(self) -> dict:
         """Keyword arguments for ``svimg.sample`` from the widgets."""
         return {
-            "nfe": self._nfe.value,
-            "eta": self._eta.value,
-            "cg_iters": self._cg_iters.value,
-            "noise": self._noise.value,
+            "nfe": self.nfe.value,
+            "eta": self.eta.value,
+            "cg_iters": self.cg_iters.value,
+            "noise": self.noise_mode.value,
             "noise_std": self.noise_std(),
-            "seed": self._seed.value,
-            "device": self._device.value,
+            "seed": self.seed.value,
+            "device": self.device.value,
         }
 
     def forecast(self) -> str:
@@ -291,11 +353,11 @@ class RestoreWidget(Container):
         from ..sampling.memory import forecast
 
         p = self.sample_parameters()
-        video = _layer_video(self._image.value, "input")
+        video = _layer_video(self.image.value, "input")
         plan = forecast(video, self.controls.operator(), self.prior_spec(), nfe=p["nfe"], device=p["device"],
                         noise_std=p["noise_std"], auto_window=False)
-        self._forecast.value = plan.line()
-        return self._forecast.value
+        self.forecast_line.value = plan.line()
+        return self.forecast_line.value
 
     # -- running ------------------------------------------------------------------
     @property
@@ -306,14 +368,13 @@ class RestoreWidget(Container):
         """Start restoring the selected layer in a thread worker; returns the worker."""
         if self.running:
             raise ValueError("a restore is already running; cancel it or wait for it to finish")
-        layer = self._image.value
+        layer = self.image.value
         video = _layer_video(layer, "input")
         op = self.controls.operator()
         spec = self.prior_spec()
-        p = params = self.sample_parameters()
-        name = (f"{layer.name} restored (nfe={p['nfe']}, eta={p['eta']:g}, cg={p['cg_iters']}, {p['noise']}, "
-                f"seed={p['seed']})")
-        every, nfe, relay = self._preview_every.value, p["nfe"], self._relay
+        params = self.sample_parameters()
+        name = f"{layer.name} restored"  # short enough for the layer list; the parameters go in the metadata
+        every, nfe, relay = self.preview_every.value, params["nfe"], self.step_relay
         self._cancel = cancel = threading.Event()
 
         def callback(step, t, x0_hat):  # runs in the worker thread
@@ -326,15 +387,15 @@ class RestoreWidget(Container):
 
         self._preview_name = f"{layer.name} [restoring]"
         self.steps_done = 0
-        self._pbar = progress(total=nfe, desc="svimg restore")
+        self.progress_bar.max, self.progress_bar.value = nfe, 0
         handlers = {  # an "errored" handler also stops napari from re-raising the worker's exception
             "returned": lambda result: self._on_returned(result, name, spec),
             "errored": self._on_errored,
             "finished": self._on_finished,
         }
         self.worker = create_worker(_restore, video, op, spec, params, callback, _connect=handlers, _start_thread=False)
-        self._run_button.enabled, self._cancel_button.enabled = False, True
-        self._status.value = f"restoring {layer.name}: loading the prior"
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = f"restoring {layer.name}: loading the prior"
         self.worker.start()
         return self.worker
 
@@ -343,14 +404,15 @@ class RestoreWidget(Container):
         if self.running:
             self._cancel.set()
             self.worker.quit()
-            self._cancel_button.enabled = False
-            self._status.value = "cancelling"
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling"
 
     def _on_step(self, step: int, preview):
-        if self._pbar is None or self._cancel.is_set():
+        if not self.running or self._cancel.is_set():
             return
         self.steps_done += 1
-        self._status.value = f"step {self.steps_done} / {self._pbar.total}"
+        self.progress_bar.value = self.steps_done
+        self.status.value = f"step {self.steps_done} / {self.progress_bar.max}"
         if preview is not None:
             data, rgb = tcyx_to_layer_data(preview)
             if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
@@ -359,8 +421,6 @@ class RestoreWidget(Container):
                 self._preview_layer = self._viewer.add_image(
                     data, name=self._preview_name, rgb=rgb, contrast_limits=(0.0, 1.0), axis_labels=AXIS_LABELS
                 )
-        # Last: napari's progress bar processes pending events, which may already finish the run.
-        self._pbar.update(1)
 
     def _on_destroyed(self, *_):
         """The widget was deleted (e.g. with the viewer): stop the run; touch none of its Qt widgets from now on."""
@@ -372,68 +432,97 @@ class RestoreWidget(Container):
         if result is None or self._closed:
             return
         _add(self._viewer, video_to_layer(result, name=name, metadata={"svimg_prior": spec}))
-        self._status.value = f"done: {name}"
+        self.status.value = f"done: {name}"
 
     def _on_errored(self, err: Exception):
         show_error(f"svimg restore failed: {err}")
         if not self._closed:
-            self._status.value = f"failed: {err}"
+            self.status.value = f"failed: {err}"
 
     def _on_finished(self):
         if self._preview_layer is not None and self._preview_layer in self._viewer.layers:
             self._viewer.layers.remove(self._preview_layer)
         self._preview_layer = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
         self.worker = None
         if self._closed:
             return
         if self._cancel.is_set():
-            self._status.value = "cancelled"
-        self._run_button.enabled, self._cancel_button.enabled = True, False
+            self.status.value = "cancelled"
+        self.run_button.enabled, self.cancel_button.enabled = True, False
 
 
 class CompareWidget(Container):
-    """PSNR, SSIM (per frame, plotted) and temporal consistency of a layer against a reference layer."""
+    """PSNR, SSIM (per frame, plotted in napari's theme) and temporal consistency of a layer against a reference.
 
-    def __init__(self):
-        self._image = _layer_choice("layer")
-        self._reference = _layer_choice("reference")
-        self._button = PushButton(text="Compare")
-        self._numbers = _status_label()
-        super().__init__(widgets=[self._image, self._reference, self._button, self._numbers])
-        self.figure = Figure(figsize=(4, 3.2), tight_layout=True)
+    ``layer`` starts on the newest image layer and ``reference`` on the oldest (e.g. a result and the ground
+    truth), so that the two never start on the same layer when there are two or more.
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        self._viewer = napari_viewer
+        self.layer = _layer_choice("layer")
+        self.reference = _layer_choice("reference")
+        self.compare_button = PushButton(text="Compare")
+        self.numbers = _status_label()
+        super().__init__(widgets=[self.layer, self.reference, self.compare_button, self.numbers])
+        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(240)
-        self.native.layout().addWidget(self.canvas)
-        self._button.clicked.connect(_report(self.run))
+        self.canvas.setMinimumHeight(200)
+        _append(self, self.canvas)
+        self._result = None
+        self._apply_theme()
+        napari_viewer.events.theme.connect(self._apply_theme)
+        self.compare_button.clicked.connect(_report(self.run))
+
+    def reset_choices(self, *_):
+        """Refresh the layer lists (napari calls this when layers change); keep the two choices apart."""
+        super().reset_choices()
+        choices = [c for c in self.layer.choices if c is not None]
+        if len(choices) >= 2 and self.layer.value is self.reference.value:
+            self.layer.value, self.reference.value = choices[-1], choices[0]
 
     def run(self) -> dict:
         """Compute and show the metrics; returns :func:`svimg.metrics.evaluate`'s dict (means and ``*_per_frame``)."""
         from svimg import metrics
 
-        result = metrics.evaluate(
-            _layer_video(self._image.value, "layer"), _layer_video(self._reference.value, "reference")
-        )
+        result = metrics.evaluate(_layer_video(self.layer.value, "layer"),
+                                  _layer_video(self.reference.value, "reference"), names=("layer", "reference"))
         self._show(result)
         return result
 
+    def _apply_theme(self, *_):
+        """Colours of the figure from napari's current theme (background, text, canvas), then redraw."""
+        theme = get_theme(self._viewer.theme)
+        self._colors = {"face": theme.background.as_hex(), "text": theme.text.as_hex(),
+                        "grid": theme.foreground.as_hex()}
+        self.figure.set_facecolor(self._colors["face"])
+        if self._result is not None:
+            self._show(self._result)
+        else:
+            self.canvas.draw_idle()
+
     def _show(self, result: dict):
+        self._result = result
+        colors = self._colors
         panels = [("psnr", "PSNR (dB)", 0.0), ("ssim", "SSIM", 0.0)]
         numbers = [f"PSNR {result['psnr']:.2f} dB", f"SSIM {result['ssim']:.4f}"]
         if "temporal_consistency" in result:  # needs two frames or more
             panels.append(("temporal_consistency", "temporal err", 0.5))  # between frames t and t + 1
-            numbers.append(f"temporal consistency error {result['temporal_consistency']:.4g}")
+            numbers.append(f"temporal error {result['temporal_consistency']:.4g}")
         frames = len(result["psnr_per_frame"])
-        self._numbers.value = "   ".join(numbers) + f"\n(means over {frames} frames; per frame below)"
+        self.numbers.value = "   ".join(numbers) + f"\n(means over {frames} frames; per frame below)"
         self.figure.clear()
+        self.figure.set_facecolor(colors["face"])
         axes = self.figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, (key, label, offset), color in zip(axes, panels, ("C0", "C1", "C2")):
             values = result[f"{key}_per_frame"]
+            ax.set_facecolor(colors["face"])
             ax.plot(np.arange(len(values)) + offset, values, "o-", ms=3, color=color)
-            ax.set_ylabel(label, fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes[-1].set_xlabel("frame t", fontsize=8)
+            ax.set_ylabel(label, fontsize=8, color=colors["text"])
+            ax.tick_params(labelsize=7, colors=colors["text"])
+            ax.grid(True, color=colors["grid"], linewidth=0.6)
+            for spine in ax.spines.values():
+                spine.set_color(colors["grid"])
+        axes[-1].set_xlabel("frame t", fontsize=8, color=colors["text"])
         axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         self.canvas.draw_idle()

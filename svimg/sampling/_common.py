@@ -82,7 +82,7 @@ class Problem:
         return x[lead:x.shape[0] - trail]
 
 
-def prepare_problem(y, op, device) -> Problem:
+def prepare_problem(y, op, device, channel_axis=None) -> Problem:
     """Validate ``op`` and ``y`` (finite, shape an output of op, in range) and move y to ``device``.
 
     The working dtype is float64 for float64 input, float32 otherwise.  A y far
@@ -90,7 +90,7 @@ def prepare_problem(y, op, device) -> Problem:
     ``g = max(1, max |A 1|)``) raises: it is a units mistake such as 0..255 data.
     """
     _check_op(op)
-    vol = to_volume(y, "y", with_range=True)
+    vol = to_volume(y, "y", with_range=True, channel_axis=channel_axis)
     x_shape = tuple(check_measurement(op, vol.tensor))
     dev = resolve_device(device)
     dtype = torch.float64 if vol.tensor.dtype == torch.float64 else torch.float32
@@ -153,12 +153,13 @@ class Run:
 
 
 def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, device, progress, callback,
-                weighted: bool = False) -> Run:
+                weighted: bool = False, channel_axis=None) -> Run:
     """Validate the arguments shared by the diffusion samplers and set up a :class:`Run`.
 
-    ``weighted``: the data step is the regularised form (gamma or noise_std), for the memory count.
+    ``weighted``: the data step is the regularised form (gamma or noise_std), for the memory count;
+    ``channel_axis``: y's layout (:mod:`svimg._convert`).
     """
-    problem = prepare_problem(y, op, device)
+    problem = prepare_problem(y, op, device, channel_axis)
     nfe = check_positive_int(nfe, "nfe")
     check_choice(noise, "noise", NOISE_MODES)
     check_flag(progress, "progress")

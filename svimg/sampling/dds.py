@@ -102,7 +102,8 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
            gamma: float | None = None, noise_std=AUTO, smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
            solver: str = "cg", final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, keep_margins: bool = False,
            seed: int | None = None, generator: torch.Generator | None = None, x_T=None,
-           batch_size: int | None = None, device=None, progress: bool = True, callback=None):
+           batch_size: int | None = None, device=None, progress: bool = True, callback=None,
+           channel_axis: int | None = None):
     """Restore a video from ``y = A x`` with an image diffusion prior (batch-consistent DDS).
 
     Parameters
@@ -169,6 +170,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     callback : callable(step, t, x0_hat) or None
         Called after every step with the current estimate in [0, 1] units;
         raise from it to cancel (the exception propagates, nothing is returned).
+    channel_axis : int or None
+        Where a 4-D array ``y`` keeps its channels (-1 for (T, H, W, C)); the result has them there too
+        (:mod:`svimg._convert`).
 
     Returns
     -------
@@ -189,7 +193,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     check_flag(keep_margins, "keep_margins")
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
                       batch_size=batch_size, device=device, progress=progress, callback=callback,
-                      weighted=gamma is not None or noise_std is not None)
+                      weighted=gamma is not None or noise_std is not None, channel_axis=channel_axis)
     sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,

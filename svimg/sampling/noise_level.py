@@ -53,7 +53,12 @@ PRIOR_SPREAD = 1.15e-3  # v above: benchmarks/results/noise_weight_tuning.json (
 
 
 def check_noise_std(noise_std, gamma=None):
-    """None, a number >= 0 or "auto"; ``gamma`` given as well is an error (two noise models at once)."""
+    """None, a number in [0, 0.5] or "auto"; ``gamma`` given as well is an error (two noise models at once).
+
+    The bound 0.5 is the largest standard deviation any signal in [0, 1] can have (half its values at 0,
+    half at 1): noise above it would drown every video, so a larger value is a units mistake (0-255).
+    """
+    largest = 0.5
     if noise_std is None:
         return None
     if gamma is not None:
@@ -66,6 +71,10 @@ def check_noise_std(noise_std, gamma=None):
     if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real) or not math.isfinite(noise_std) \
             or noise_std < 0:
         raise ValueError(f"noise_std must be None, a number >= 0 or 'auto', got {noise_std!r}")
+    if noise_std > largest:
+        raise ValueError(f"noise_std is in [0, 1] units (a fraction of the full range), got {noise_std!r}: above "
+                         f"{largest}, the largest standard deviation a signal in [0, 1] can have; 0-255 units? "
+                         f"divide by 255 ({noise_std!r} / 255 = {noise_std / 255:.4g})")
     return float(noise_std)
 
 
