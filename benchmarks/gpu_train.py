@@ -10,7 +10,8 @@ crop against 2.8, and 13.9 MiB as fp16, so one weights file stays under the GPU 
 16 MiB per returned file.  Training (``GPU_TRAINING``): batch 128 of 64 x 64 multi-scale crops
 from the pack's pools (stills, bigbuckbunny frames, photographs; equal pool weights), bf16 autocast
 (:func:`svimg.priors.train.train` on CUDA), Adam 3e-4 after 200 warm-up steps, EMA 0.999, half of
-each batch's t below 200.  The pools live on the GPU, so crops are cut there.
+each batch's t below 130 (the card's held-out noise levels are t = 26 / 57 / 117; run 5's recipe).
+The pools live on the GPU, so crops are cut there.
 
 Time: :func:`~svimg.priors.train.train` runs in chunks (``--chunk-s``); after each chunk the EMA
 weights are exported (fp16, :func:`~svimg.priors.train.export_weights`) atomically to
@@ -39,7 +40,7 @@ from svimg.priors.training_data import read_sources
 #: The GPU prior's network (see the module docstring).
 GPU_CONFIG = {**BUNDLED_CONFIG, "model_channels": 32, "num_res_blocks": 2}
 #: Its training settings (arguments of svimg.priors.train.train).
-GPU_TRAINING = dict(batch_size=128, crop=64, lr=3e-4, warmup=200, low_t_fraction=0.5, low_t_max=200,
+GPU_TRAINING = dict(batch_size=128, crop=64, lr=3e-4, warmup=200, low_t_fraction=0.5, low_t_max=130,
                     ema_decay=0.999, seed=0)
 #: A dry run's network and settings: the same code at a size the CPU trains in seconds.
 TINY_CONFIG = dict(image_size=32, in_channels=3, model_channels=8, out_channels=3, num_res_blocks=1,
