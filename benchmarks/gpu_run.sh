@@ -134,8 +134,8 @@ print('svimg from', svimg.__file__, '| backends', _dispatch.available_backends()
   STATUS[overlay]="FAILED (svimg does not import from the overlay)"
 
 # ----------------------------------------------------------------------------- 2. tests
-# only the plugins named here (the GPU machine's installed ones may need packages it lacks)
-stage tests "$(limit $CAP_TESTS)" env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -q -p no:cacheprovider --rootdir "$REPO" -rs \
+# no plugin autoloading (the GPU machine's plugins may need packages it lacks); -v: every test in the log
+stage tests "$(limit $CAP_TESTS)" env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest -v -p no:cacheprovider --rootdir "$REPO" -rs \
   "$REPO/tests/test_cuda.py" "$REPO/tests/test_triton.py" "$REPO/tests/test_dispatch.py" "$REPO/tests/test_fallback.py" \
   --junitxml "$LOGS/tests.xml"
 
@@ -164,7 +164,7 @@ STAGES=(overlay tests kernels e2e train)
   for s in "${STAGES[@]}"; do echo "- $s: ${STATUS[$s]:-not run}"; done
   echo
   echo '```'; grep -E "^(python|torch|triton|svimg commit)" "$LOGS/environment.txt"; echo '```'
-  grep -E "^=*\s*[0-9]+ (passed|failed|skipped|errors?)\b" "$LOGS/gpu_run.log" | tail -n 1
+  echo "tests: $(grep -E "^=*\s*[0-9]+ (passed|failed|skipped|errors?)\b" "$LOGS/gpu_run.log" | tail -n 1)"
   for f in "$LOGS"/kernels_*.md "$LOGS"/e2e_*.md; do [[ -f $f ]] && { echo; cat "$f"; }; done
   if [[ -f $LOGS/train_summary.json ]]; then
     echo; echo "## Prior training"; echo

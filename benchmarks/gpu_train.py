@@ -49,7 +49,8 @@ TINY_CONFIG = dict(image_size=32, in_channels=3, model_channels=8, out_channels=
 TINY_TRAINING = {**GPU_TRAINING, "batch_size": 2, "crop": 32, "warmup": 2}
 COOLDOWN_SHARE = 0.3
 POOLS = ("stills", "video", "photos")
-MAX_WEIGHTS_BYTES = 16 * 2**20  # the GPU machine returns files of at most 16 MiB
+MAX_WEIGHTS_BYTES = 16 * 2**20
+MIN_TRAIN_S = 20.0  # a shorter run would only export barely trained weights  # the GPU machine returns files of at most 16 MiB
 
 
 def parse_args(argv=None):
@@ -91,6 +92,9 @@ def main(args) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if deadline - start < MIN_TRAIN_S:
+        print(f"--budget-s {args.budget_s:.0f}: too little time to train (less than {MIN_TRAIN_S:.0f} s)", flush=True)
+        return 1
     config, settings = (TINY_CONFIG, TINY_TRAINING) if args.tiny else (GPU_CONFIG, GPU_TRAINING)
     pools, counts = load_pools(args.pack, device)
     print(f"pools {counts} on {device}, loaded in {time.monotonic() - start:.1f} s", flush=True)
