@@ -140,11 +140,11 @@ stage tests "$(limit $CAP_TESTS)" env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m 
   --junitxml "$LOGS/tests.xml"
 
 # ----------------------------------------------------------------------------- 3. kernel bandwidth
-stage kernels "$(limit $CAP_KERNELS)" "$PY" "$REPO/benchmarks/gpu_bench_kernels.py" --device "$DEV" "${TINY[@]}" --out "$LOGS"
+stage kernels "$(limit $CAP_KERNELS)" "$PY" "$REPO/benchmarks/gpu_bench_kernels.py" --device "$DEV" ${TINY[@]+"${TINY[@]}"} --out "$LOGS"
 
 # ----------------------------------------------------------------------------- 4. sampler end to end
 lim=$(limit $CAP_E2E)
-E2E=(--device "$DEV" "${TINY[@]}" --budget-s $((lim - 20)) --out "$LOGS")
+E2E=(--device "$DEV" ${TINY[@]+"${TINY[@]}"} --budget-s $((lim - 20)) --out "$LOGS")
 [[ $MODE == gpu ]] && E2E+=(--frames 16 --nfe 20 --size 256)
 [[ $MODE == cpu ]] && E2E+=(--backend triton)  # the fused CG through the interpreter
 stage e2e "$lim" "$PY" "$REPO/benchmarks/gpu_e2e.py" "${E2E[@]}"
