@@ -110,7 +110,8 @@ log "mode $MODE, budget ${BUDGET}s; repo $REPO; out $OUT; scratch $WORK"
   git -C "$REPO" log -1 --format='svimg commit %H %s' 2>/dev/null
 } > "$LOGS/environment.txt" 2>&1
 cat "$LOGS/environment.txt"
-NAME="$("$PY" -c "import torch; print(torch.cuda.get_device_name(0) if '$DEV' == 'cuda' and torch.cuda.is_available() else 'cpu-dry-run')" 2>/dev/null || echo unknown)"
+NAME="$("$PY" -c "import torch
+print('cpu-dry-run' if '$DEV' == 'cpu' else torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA DEVICE')" 2>/dev/null || echo unknown)"
 
 # ----------------------------------------------------------------------------- 1. overlay
 overlay_build() {  # the source overlay in $WORK/overlay (run under `timeout`, so in a child bash)
