@@ -49,8 +49,8 @@ TINY_CONFIG = dict(image_size=32, in_channels=3, model_channels=8, out_channels=
 TINY_TRAINING = {**GPU_TRAINING, "batch_size": 2, "crop": 32, "warmup": 2}
 COOLDOWN_SHARE = 0.3
 POOLS = ("stills", "video", "photos")
-MAX_WEIGHTS_BYTES = 16 * 2**20
-MIN_TRAIN_S = 20.0  # a shorter run would only export barely trained weights  # the GPU machine returns files of at most 16 MiB
+MAX_WEIGHTS_BYTES = 16 * 2**20  # the GPU machine returns files of at most 16 MiB
+MIN_TRAIN_S = 20.0  # a shorter run would only export barely trained weights
 
 
 def parse_args(argv=None):
