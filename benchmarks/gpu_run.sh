@@ -170,7 +170,7 @@ STAGES=(overlay tests kernels e2e train)
   if [[ -f $LOGS/train_summary.json ]]; then
     echo; echo "## Prior training"; echo
     "$PY" -c "import json, sys; s = json.load(open(sys.argv[1]))
-keys = ('device', 'pools', 'steps_per_s_first_chunk', 'planned_steps', 'cooldown', 'final_step', 'wall_s', 'weights_bytes')
+keys = ('device', 'pools', 'plans', 'final_step', 'wall_s', 'weights_bytes')
 print('\n'.join(f'- {k}: {s.get(k)}' for k in keys))
 print(f\"- last weights sha256: {s['chunks'][-1]['weights_sha256'] if s['chunks'] else None}\")" "$LOGS/train_summary.json"
   fi

@@ -15,9 +15,10 @@ The pools live on the GPU, so crops are cut there.
 
 Time: :func:`~svimg.priors.train.train` runs in chunks (``--chunk-s``); after each chunk the EMA
 weights are exported (fp16, :func:`~svimg.priors.train.export_weights`) atomically to
-``--weights``, so a run cut off at any point still leaves the last chunk's weights.  The first
-chunk measures steps per second; the run is then set to end near the budget with a linear
-learning-rate cooldown over its last ``COOLDOWN_SHARE`` of steps.  ``--log-dir`` gets
+``--weights``, so a run cut off at any point still leaves the last chunk's weights.  After each
+chunk the run's length is re-planned from that chunk's steps per second and its setup and export
+time, to end near the budget with a linear learning-rate cooldown over its last ``COOLDOWN_SHARE``
+of steps (stretched or shortened without a jump in the rate once it has begun).  ``--log-dir`` gets
 ``train_loss.csv``, ``train_config.json`` and ``train_summary.json``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import signal
 import sys
@@ -103,30 +105,50 @@ def main(args) -> int:
     cap = args.max_steps or 10**9
     common = dict(config=config, pools=pools, device=str(device), progress=False, checkpoint_minutes=1e9,
                   threads=1 if device.type == "cpu" else None, **settings)
-    summary = dict(config=config, settings=settings, pools=counts, device=str(device), chunks=[])
+    summary = dict(config=config, settings=settings, pools=counts, device=str(device), chunks=[], plans=[])
 
     def chunk(max_steps, cooldown, seconds):
-        t0 = time.monotonic()
+        """Train up to ``seconds`` more, export the EMA weights; record the chunk's steps and seconds."""
+        t0, before = time.monotonic(), summary["chunks"][-1] if summary["chunks"] else dict(step=0, train_s_total=0.0)
         ckpt = train(run_dir, max_steps=max_steps, cooldown=cooldown, max_hours=seconds / 3600, **common)
         sha = export_weights(ckpt, args.weights)
-        step, busy = _steps_and_seconds(ckpt)
-        summary["chunks"].append(dict(step=step, wall_s=round(time.monotonic() - t0, 1), train_s=round(busy, 1),
+        step, busy = _steps_and_seconds(ckpt)  # busy: seconds of training steps, all chunks
+        summary["chunks"].append(dict(step=step, steps=step - before["step"], wall_s=round(time.monotonic() - t0, 1),
+                                      train_s=round(busy - before["train_s_total"], 1), train_s_total=round(busy, 1),
                                       weights_sha256=sha))
         print(f"chunk done: step {step}, {time.monotonic() - start:.0f} s of {args.budget_s:.0f}; "
               f"weights {args.weights} ({args.weights.stat().st_size / 2**20:.1f} MiB)", flush=True)
         return step
 
+    def plan(step, before=None):
+        """(total steps, cooldown) that end near the deadline at the last chunk's step rate and overhead.
+
+        ``before``: the previous plan.  Once its cooldown has begun, the new cooldown keeps this step's
+        learning rate, lr (total - step) / cooldown, and still reaches 0 at the new total.
+        """
+        last = summary["chunks"][-1]
+        rate = last["steps"] / max(1e-9, last["train_s"])
+        overhead = max(0.0, last["wall_s"] - last["train_s"])  # setup, resume and export of one chunk
+        remaining = max(0.0, deadline - time.monotonic())
+        total = min(cap, step + int(rate * max(0.0, remaining - overhead * math.ceil(remaining / args.chunk_s))))
+        if before is None or step < before[0] - before[1]:
+            cooldown = min(int(COOLDOWN_SHARE * total), total - step)
+        else:
+            cooldown = max(1, round(before[1] * (total - step) / max(1, before[0] - step)))
+        summary["plans"].append(dict(step=step, steps_per_s=round(rate, 2), overhead_s=round(overhead, 1),
+                                     total=total, cooldown=cooldown))
+        print(f"{rate:.2f} steps/s, {overhead:.1f} s per chunk besides: planning {total} steps, "
+              f"cooldown {cooldown}", flush=True)
+        return total, cooldown
+
     try:
-        t0 = time.monotonic()
         step = chunk(min(cap, max(1, cap // 2)) if args.max_steps else cap, 0,
-                     min(args.first_chunk_s, deadline - t0))
-        rate = step / max(1e-9, time.monotonic() - t0)  # setup and export included: a cautious rate
-        total = min(cap, step + int(rate * max(0.0, deadline - time.monotonic())))
-        cooldown = min(int(COOLDOWN_SHARE * total), total - step)
-        summary.update(steps_per_s_first_chunk=round(rate, 2), planned_steps=total, cooldown=cooldown)
-        print(f"{rate:.2f} steps/s: planning {total} steps, cooldown over the last {cooldown}", flush=True)
+                     min(args.first_chunk_s, deadline - time.monotonic()))
+        total, cooldown = plan(step)
         while step < total and deadline - time.monotonic() > 5:
             step = chunk(total, cooldown, min(args.chunk_s, deadline - time.monotonic()))
+            if step < total:  # a finished schedule ends the run (its rate has reached 0)
+                total, cooldown = plan(step, (total, cooldown))
     finally:
         for name in ("loss.csv", "config.json"):
             if (run_dir / name).is_file():
