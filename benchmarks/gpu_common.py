@@ -1,6 +1,6 @@
 """Shared pieces of the GPU check scripts: device description, peak bandwidth, timing, result files.
 
-Used by ``gpu_bench_kernels.py`` and ``gpu_e2e.py`` (run by ``gpu_check.sh``).
+Used by ``gpu_bench_kernels.py`` and ``gpu_e2e.py`` (run by ``gpu_run.sh``).
 Every function also works on the CPU so the scripts can be dry-run
 (``--device cpu --tiny``) on a machine without a GPU.
 """

@@ -41,7 +41,7 @@ from . import _timing
 from ._validate import take_finite_check
 
 __all__ = ["BACKENDS", "available_backends", "backend_for", "band_matrix", "band_plan", "blur_apply", "cg_engine",
-           "ell_form", "stage_table", "time_apply"]
+           "ell_form", "fused_cg_applies", "stage_table", "time_apply"]
 
 BACKENDS = ("torch", "cython", "triton")
 
@@ -295,16 +295,20 @@ def _blur_runners(x: torch.Tensor, taps: np.ndarray) -> dict:
     return {"cython": functools.partial(_blur_cython, x, taps), "torch": functools.partial(_blur_torch, x, taps)}
 
 
-def cg_engine(M: np.ndarray, b2d: torch.Tensor, x0_2d: torch.Tensor):
-    """Fused Triton CG state for ``H = M`` along time on (T, P) tensors, or None where it does not apply.
-
-    It applies when the backend for ``b2d`` is Triton and ``x0_2d`` matches
-    ``b2d`` in shape, dtype and device; otherwise CG runs the torch engine
-    (which reaches the Cython/torch kernels through ``time_apply``).
-    """
+def fused_cg_applies(b2d: torch.Tensor, x0_2d: torch.Tensor) -> bool:
+    """Whether :func:`cg_engine` gives a fused engine: the backend for ``b2d`` is Triton and ``x0_2d``
+    matches ``b2d`` in shape, dtype and device (otherwise CG runs the torch engine, which reaches the
+    Cython/torch kernels through ``time_apply``)."""
     if backend_for(b2d) != "triton" or _module("triton_cg") is None:
-        return None
-    if x0_2d.shape != b2d.shape or x0_2d.dtype != b2d.dtype or x0_2d.device != b2d.device or _needs_autograd(x0_2d):
+        return False
+    return not (x0_2d.shape != b2d.shape or x0_2d.dtype != b2d.dtype or x0_2d.device != b2d.device
+                or _needs_autograd(x0_2d))
+
+
+def cg_engine(M: np.ndarray, b2d: torch.Tensor, x0_2d: torch.Tensor):
+    """Fused Triton CG state for ``H = M`` along time on (T, P) tensors, or None where it does not apply
+    (:func:`fused_cg_applies`)."""
+    if not fused_cg_applies(b2d, x0_2d):
         return None
     cols, weights = ell_form(M)
     return _module("triton_cg").FusedCG(cols, weights, b2d, x0_2d)

@@ -6,6 +6,8 @@ actual input (one warm-up and ``REPEATS`` timed calls each) and keeps the one
 with the smallest median time; later calls of that class reuse the choice.
 Every choice is logged on the ``svimg.dispatch`` logger at DEBUG level with
 its reason (the measured medians), and :func:`choices` lists them all.
+A candidate that raises while it is timed (a kernel that does not compile on this GPU, say) is
+dropped for that class with one warning (:mod:`svimg._fallback`) and the others are timed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from typing import Callable
 
 import torch
+
+from . import _fallback
 
 __all__ = ["REPEATS", "choices", "fastest", "key", "known_choice"]
 
@@ -50,12 +54,22 @@ def fastest(task: str, x: torch.Tensor, tables: bytes | None, runners: dict[str,
     """The name of the runner that was fastest for ``x``'s problem class (measured now if it is new)."""
     k = key(task, x, tables)
     if k not in _CHOICES:
-        with torch.no_grad():
-            seconds = {name: _median_seconds(run, x.device) for name, run in runners.items()}
+        seconds = {}
+        names = _fallback.skip_dropped(task, k, runners)
+        for i, name in enumerate(names):
+            try:
+                with torch.no_grad():
+                    seconds[name] = _median_seconds(runners[name], x.device)
+            except Exception as err:  # noqa: BLE001 - any failure drops the candidate, see svimg._fallback
+                if i == len(names) - 1 and not seconds:
+                    raise  # nothing else works: the error is the answer
+                _fallback.drop(task, k, name, err)
         best = min(seconds, key=seconds.get)
         measured = ", ".join(f"{name} {s * 1e3:.3g} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
+        failed = "".join(f"; {name} dropped ({error})" for (_, where, name), error in _fallback.dropped(task).items()
+                         if where == k)
         reason = (f"{task} on {k[1]} {k[2]} {tuple(x.shape)}, {k[5]} thread(s): {best} was fastest "
-                  f"(median of {REPEATS}: {measured})")
+                  f"(median of {REPEATS}: {measured}{failed})")
         _CHOICES[k] = (best, reason)
         log.debug("svimg dispatch: %s", reason)
     return _CHOICES[k][0]

@@ -1,5 +1,5 @@
 """On a CUDA GPU: Triton kernels against the torch reference on real GPU tensors, the fused CG, and
-sampler determinism.  Every test skips without CUDA (``benchmarks/gpu_check.sh`` runs them on a GPU)."""
+sampler determinism.  Every test skips without CUDA (``benchmarks/gpu_run.sh`` runs them on a GPU)."""
 
 from __future__ import annotations
 

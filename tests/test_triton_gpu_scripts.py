@@ -1,4 +1,4 @@
-"""The Python parts of benchmarks/gpu_check.sh run end to end on the CPU in their tiny mode
+"""The Python parts of benchmarks/gpu_run.sh run end to end on the CPU in their tiny mode
 (Triton interpreter), so the GPU check is known to work before a GPU runs it."""
 
 from __future__ import annotations

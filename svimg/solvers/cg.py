@@ -14,13 +14,14 @@ do each iteration in three launches (:mod:`svimg._kernels.triton_cg`).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .. import _dispatch
+from .. import _dispatch, _fallback, _timing
 from ..ops.base import Scaled
 from ..ops.temporal import TemporalPSF
 from .differences import laplacian_matrix, temporal_laplacian
@@ -138,15 +139,37 @@ class _FusedCG:
         return self.engine.step()
 
 
-def _engine(H, b: torch.Tensor, x0: torch.Tensor):
-    """The fused engine when H is one matrix along time and the Triton backend runs b, else torch."""
+_FUSED_TRIED: set = set()  # problem classes whose fused engine ran one start() and step() on a scratch copy
+
+
+def _started_engine(H, b: torch.Tensor, x0: torch.Tensor):
+    """(engine, <r0, r0>): the fused engine when H is one matrix along time and the Triton backend runs b,
+    else torch.  The first time per problem class a scratch fused engine runs one iteration (every kernel
+    of it compiles); a fused engine that raises there, or while built or started, is dropped for that
+    class with one warning and torch runs (:mod:`svimg._fallback`; b and x0 are never modified)."""
+    def fused(M, b2d, x2d, key):
+        if key not in _FUSED_TRIED:
+            scratch = _dispatch.cg_engine(M, b2d, x2d)
+            scratch.start()
+            scratch.step()
+            _FUSED_TRIED.add(key)
+        engine = _FusedCG(_dispatch.cg_engine(M, b2d, x2d), b.shape)
+        return engine, engine.start()
+
+    def reference():
+        engine = _TorchCG(H, b, x0)
+        return engine, engine.start()
+
+    candidates, key = {}, None
     time_matrix = getattr(H, "time_matrix", None)
     if time_matrix is not None and b.ndim >= 1 and b.numel() and x0.shape == b.shape:
         M = time_matrix(b.shape[0])
-        fused = None if M is None else _dispatch.cg_engine(M, b.reshape(b.shape[0], -1), x0.reshape(b.shape[0], -1))
-        if fused is not None:
-            return _FusedCG(fused, b.shape)
-    return _TorchCG(H, b, x0)
+        b2d, x2d = b.reshape(b.shape[0], -1), x0.reshape(b.shape[0], -1)
+        if M is not None and _dispatch.fused_cg_applies(b2d, x2d):
+            key = _timing.key("cg", b2d, np.ascontiguousarray(M, dtype=np.float64).tobytes())
+            candidates["triton"] = functools.partial(fused, M, b2d, x2d, key)
+    candidates["torch"] = reference
+    return _fallback.first_working("cg", key, candidates)[1]
 
 
 def conjugate_gradient(
@@ -175,8 +198,7 @@ def conjugate_gradient(
     kernels when the Triton backend handles ``b`` (same results up to float
     rounding); any other H runs the torch reference.
     """
-    engine = _engine(H, b, x0)
-    rs = engine.start()
+    engine, rs = _started_engine(H, b, x0)
     history = [math.sqrt(rs)]
     stop = max(tol, rtol * history[0])
     for k in range(1, n_iter + 1):
