@@ -8,8 +8,8 @@ restores y once per setting, the settings interleaved so that the machine's load
 them alike:
 
 * equal NFE: each ``flips`` at ``--nfe`` steps (flips k makes k network calls per step, cycle 1);
-* equal calls (about equal wall time): ``--nfe * 4`` network calls for every setting, i.e. flips 1
-  and cycle at 4 x nfe steps, flips 2 at 2 x nfe and flips 4 at nfe (shared with the first set).
+* equal calls (about equal wall time): ``--nfe`` network calls for every setting, i.e. flips 1
+  and cycle at nfe steps (shared with the first set), flips 2 at nfe / 2 and flips 4 at nfe / 4.
 
 Each row: clip, task, flips, nfe, network calls, PSNR (dB), seconds.  The summary gives, per setting,
 the mean PSNR, the mean difference to flips 4 at ``--nfe`` (per row and its worst) and the mean seconds.
@@ -32,12 +32,11 @@ import quality  # noqa: E402
 
 
 def settings_list(nfe: int) -> list[tuple]:
-    """(flips, nfe) pairs: every flips at ``nfe``, then flips 1, 2 and cycle at flips 4's network calls."""
+    """(flips, nfe) pairs: every flips at ``nfe``, then flips 2 and 4 at the network calls of flips 1 and cycle."""
     from svimg.priors.base import CYCLE, MIRRORS
 
     same_nfe = [(f, nfe) for f in MIRRORS]
-    budget = 4 * nfe
-    same_calls = [(f, budget // (1 if f == CYCLE else f)) for f in MIRRORS if f not in (4,)]
+    same_calls = [(f, nfe // f) for f in MIRRORS if f not in (1, CYCLE)]
     return same_nfe + same_calls
 
 
@@ -50,7 +49,7 @@ def run(args) -> dict:
     s = {"frames": args.frames, "size": args.size, "nfe_temporal": args.nfe, "eta_temporal": 0.15,
          "nfe_spatial": args.nfe, "eta_spatial": 0.8, "cg_iters": 5}
     tasks = [t for t in quality.make_tasks(args.sigma) if t.table == "temporal-noisy"][: args.tasks]
-    clips = quality.REPORT_CLIPS[: args.clips]
+    clips = quality.REPORT_CLIPS[args.skip_clips: args.skip_clips + args.clips]
     ours = quality.METHODS_BY_KEY["ours"]
     pairs = settings_list(args.nfe)
     rows, load = [], [os.getloadavg()]
@@ -92,6 +91,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=HERE / "results" / "mirror_averaging.json")
     p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--skip-clips", type=int, default=0, help="start at this report clip (to split a run)")
+    p.add_argument("--merge", type=Path, nargs="*", default=[],
+                   help="instead of running: summarize the rows printed by earlier runs into --out")
     p.add_argument("--tasks", type=int, default=3, help="first N temporal-noisy tasks")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--frames", type=int, default=16)
@@ -101,7 +103,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    result = run(args)
+    if args.merge:
+        rows = [json.loads(line) for path in args.merge for line in path.read_text().splitlines()
+                if line.startswith("{")]
+        result = {"settings": vars(args) | {"out": str(args.out), "merge": [str(m) for m in args.merge]},
+                  "rows": rows, "summary": summarize(rows, args.nfe)}
+    else:
+        result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     for r in result["summary"]:

@@ -203,9 +203,9 @@ def test_bundled_prior_loads_and_is_cached():
     x = torch.zeros(1, 3, 20, 24)
     e = prior.eps(x, torch.tensor([500]))
     assert e.shape == x.shape and torch.isfinite(e).all()
-    assert prior.flips == priors.loaders.BUNDLED_FLIPS == 4
-    fast = priors.load("bundled", flips=1)
-    assert fast.flips == 1 and fast is priors.load("bundled", flips=1) and prior.flips == 4  # cached apart
+    assert prior.flips == priors.loaders.BUNDLED_FLIPS == "cycle" and prior.calls_per_eps == 1
+    averaged = priors.load("bundled", flips=4)
+    assert averaged.flips == 4 and averaged is priors.load("bundled", flips=4) and prior.flips == "cycle"  # cached apart
     with pytest.raises(AttributeError):
         prior.flips = 1
 
