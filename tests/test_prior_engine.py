@@ -74,3 +74,21 @@ def test_bad_engine_names_the_variable(prior, monkeypatch):
     monkeypatch.setenv("SVIMG_PRIOR_ENGINE", "openvino")
     with pytest.raises(ValueError, match=r"SVIMG_PRIOR_ENGINE must be one of \('torch', 'onnxruntime'\)"):
         prior.eps(*_inputs(1))
+
+
+def test_inside_a_dispatch_mode_the_torch_network_runs(prior, monkeypatch):
+    """A mode that watches torch's operations (the forecast's memory count) must see the network itself."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setenv("SVIMG_PRIOR_ENGINE", "onnxruntime")
+    x, t = _inputs(1)
+    with torch.no_grad(), Count():
+        prior.engine(x, t)
+    assert Count.ops > 10 and not (engine.cache_dir() / "onnx").exists()

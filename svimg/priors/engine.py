@@ -9,7 +9,7 @@
                  runs once per weights file and frame size.
 
 Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
-on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
+(and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
 the first call of each problem class (size class, batch, thread count) and keeps the faster, logging
 why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  Anything
 else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _timing
 
@@ -96,16 +97,18 @@ class NetworkEngine:
         except Exception as err:  # noqa: BLE001 - any engine failure falls back to the torch network
             if forced:
                 raise
-            self._dropped[size] = f"{type(err).__name__}: {err}"
+            reason = (str(err).strip().splitlines() or [""])[0][:200]  # the exporter's messages can hold tensors
+            self._dropped[size] = f"{type(err).__name__}: {reason}"
             warnings.warn(f"svimg: the onnxruntime engine failed for {size[0]}x{size[1]} frames "
-                          f"({type(err).__name__}: {err}); the torch network runs instead", RuntimeWarning,
-                          stacklevel=3)
+                          f"({self._dropped[size]}); the torch network runs instead", RuntimeWarning, stacklevel=3)
             return self.net(x, t)
 
     def _can_export(self, x: torch.Tensor) -> bool:
-        """CPU float32 without autograd, weights with a sha256 (the cache key) and ONNX Runtime installed."""
+        """CPU float32 without autograd, weights with a sha256 (the cache key), ONNX Runtime installed, and no
+        dispatch mode active (one that watches torch's operations, e.g. a memory count, must see the torch network)."""
         return (x.device.type == "cpu" and x.dtype == torch.float32 and self.sha256 is not None
-                and not (torch.is_grad_enabled() and x.requires_grad) and _onnxruntime() is not None)
+                and not (torch.is_grad_enabled() and x.requires_grad) and _onnxruntime() is not None
+                and _get_current_dispatch_mode() is None)
 
     def graph_path(self, size: tuple) -> Path:
         return cache_dir() / "onnx" / self.sha256 / f"{size[0]}x{size[1]}.onnx"

@@ -8,8 +8,9 @@ cost per frame comes from a probe that never runs a full frame:
 
 where the prior runs on :data:`PROBE_CROPS` random crops of h x w = min(H, :data:`PROBE_SIDE`) x
 min(W, :data:`PROBE_SIDE`) pixels, ``crop_bytes`` is the peak of the tensors it holds at once on
-one crop (counted by a dispatch mode, so the allocator's caching does not hide it) and ``crop_seconds`` its
-time per crop on a second call.  The scaling is exact for the network's arithmetic: convolutions
+one crop (counted by a dispatch mode, so the allocator's caching does not hide it; the torch network
+runs there, whatever engine runs later) and ``crop_seconds`` its time per crop on a third call (the
+second warms the engine up: a first export of an ONNX graph, the engine's timed choice).  The scaling is exact for the network's arithmetic: convolutions
 and windowed attention cost the same per pixel at any size (the bundled prior: 227 kFLOP per pixel at
 64 x 64, 256 x 256, 272 x 640 and 2160 x 3840, torch's FlopCounterMode).  The run then takes
 
@@ -89,6 +90,7 @@ def probe_prior(evaluator, frame_shape, t: int, dtype, device) -> PriorCost:
             with _LiveBytes() as live:
                 evaluator(first, t)
             crop_bytes = live.peak
+        evaluator(x, t)  # warm-up: the prior's engine exports or chooses here (svimg.priors.engine)
         start = time.perf_counter()
         evaluator(x, t)
         if torch.device(device).type == "cuda":
