@@ -7,10 +7,11 @@ cost per frame comes from a probe that never runs a full frame:
     f = crop_bytes * (H W) / (h w)          s = crop_seconds * (H W) / (h w)
 
 where the prior runs on :data:`PROBE_CROPS` random crops of h x w = min(H, :data:`PROBE_SIDE`) x
-min(W, :data:`PROBE_SIDE`) pixels, ``crop_bytes`` is the peak of the tensors it holds at once on
-one crop (counted by a dispatch mode, so the allocator's caching does not hide it; the torch network
-runs there, whatever engine runs later) and ``crop_seconds`` its time per crop on a third call (the
-second warms the engine up: a first export of an ONNX graph, the engine's timed choice).  The scaling is exact for the network's arithmetic: convolutions
+min(W, :data:`PROBE_SIDE`) pixels, ``crop_bytes`` is the peak memory above the start of the first
+call per crop (:class:`~svimg.sampling.budget.measured`: CUDA's allocator, the resident size on
+the CPU; the first measurement in the process is kept, as freed memory that stays mapped hides later
+peaks) and ``crop_seconds`` its time per crop on a third call (the second warms the engine up: a
+first export of an ONNX graph, the engine's timed choice).  The scaling is exact for the network's arithmetic: convolutions
 and windowed attention cost the same per pixel at any size (the bundled prior: 227 kFLOP per pixel at
 64 x 64, 256 x 256, 272 x 640 and 2160 x 3840, torch's FlopCounterMode).  The run then takes
 
@@ -22,15 +23,12 @@ A run longer than :data:`LONG_RUN` seconds names what would shorten it (:meth:`F
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from .._api import check_measurement
-from .budget import SAFETY, PriorCost, choose_batch, free_memory, process_memory, working_set
+from .budget import SAFETY, PriorCost, choose_batch, free_memory, measured, process_memory, working_set
 from ._common import resolve_device, resolve_prior
 from .prior_eval import PriorEvaluator
 from .schedule import DDSSchedule
@@ -42,35 +40,7 @@ __all__ = ["PROBE_SIDE", "PROBE_CROPS", "LONG_RUN", "probe_prior", "window_that_
 PROBE_SIDE = 128
 PROBE_CROPS = 2
 LONG_RUN = 600.0
-
-
-class _LiveBytes(TorchDispatchMode):
-    """The most bytes held at once by tensors created inside the block (views share their storage)."""
-
-    def __enter__(self):
-        self.live = self.peak = 0
-        self._holders = {}  # storage pointer -> [tensors alive on it, bytes]
-        return super().__enter__()
-
-    def _release(self, key):
-        entry = self._holders[key]
-        entry[0] -= 1
-        if entry[0] == 0:
-            self.live -= entry[1]
-            del self._holders[key]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":
-                key = t.untyped_storage().data_ptr()
-                entry = self._holders.setdefault(key, [0, t.untyped_storage().nbytes()])
-                if entry[0] == 0:
-                    self.live += entry[1]
-                    self.peak = max(self.peak, self.live)
-                entry[0] += 1
-                weakref.finalize(t, self._release, key)
-        return out
+_CROP_BYTES: dict = {}  # (weights or prior, flips, crops, dtype, device) -> bytes per crop first measured
 
 
 def probe_prior(evaluator, frame_shape, t: int, dtype, device) -> PriorCost:
@@ -78,18 +48,14 @@ def probe_prior(evaluator, frame_shape, t: int, dtype, device) -> PriorCost:
     C, H, W = (int(s) for s in frame_shape)
     h, w = min(H, PROBE_SIDE), min(W, PROBE_SIDE)
     x = torch.randn((PROBE_CROPS, C, h, w), dtype=dtype, generator=torch.Generator().manual_seed(0)).to(device)
-    first = x[:1]
+    prior = getattr(evaluator, "prior", evaluator)
+    key = (getattr(prior, "sha256", None) or id(prior), str(getattr(prior, "flips", 1)), tuple(x.shape), str(dtype),
+           str(device))
     with torch.no_grad():
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize(device)
-            before = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            evaluator(first, t)
-            crop_bytes = torch.cuda.max_memory_allocated(device) - before
-        else:
-            with _LiveBytes() as live:
-                evaluator(first, t)
-            crop_bytes = live.peak
+        with measured(device) as m:  # the first call on the crops: peak memory (and the network's first run)
+            evaluator(x, t)
+        # memory freed by an earlier call stays with the process and hides a later peak: keep the first
+        crop_bytes = _CROP_BYTES.setdefault(key, m.extra_bytes / PROBE_CROPS)
         evaluator(x, t)  # warm-up: the prior's engine exports or chooses here (svimg.priors.engine)
         start = time.perf_counter()
         evaluator(x, t)
