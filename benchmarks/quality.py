@@ -486,7 +486,7 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def parse_args(argv):
-    from svimg.priors.base import MIRRORS
+    from svimg.priors.base import MIRRORS, flips_value
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="the paper's settings (overrides the size/NFE/clip options)")
@@ -511,7 +511,7 @@ def parse_args(argv):
     p.add_argument("--methods", default=",".join(m.key for m in METHODS))
     p.add_argument("--tables", default=",".join(ALL_TABLES))
     p.add_argument("--prior", default="bundled", help="svimg.priors.load spec, or 'gaussian' (smoke tests)")
-    p.add_argument("--prior-flips", type=int, choices=tuple(MIRRORS), default=None,
+    p.add_argument("--prior-flips", type=flips_value, choices=tuple(MIRRORS), default=None,
                    help="mirror images the prior's eps is averaged over (default: the prior's own)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")

@@ -13,6 +13,9 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# The prior's network runs in torch unless a test asks for another engine (tests/test_prior_engine.py):
+# no ONNX export into the user's cache from the rest of the suite.
+os.environ.setdefault("SVIMG_PRIOR_ENGINE", "torch")
 
 torch.manual_seed(0)
 

@@ -14,6 +14,7 @@ import pytest
 
 from svimg import io, metrics
 from svimg.data import cells
+from svimg.priors.loaders import BUNDLED_FLIPS
 
 SVIMG = shutil.which("svimg", path=str(Path(sys.executable).parent))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -43,7 +44,7 @@ def test_degrade_restore_evaluate(tmp_path):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     params = json.loads(x.attrs["svimg_parameters"])
     assert params["noise_std"] == 0.01 and params["noise_std_estimated"] is False  # the level degrade recorded
-    assert params["nfe"] == 2 and params["seed"] == 3 and params["prior_flips"] == 4  # the bundled prior's default
+    assert params["nfe"] == 2 and params["seed"] == 3 and params["prior_flips"] == BUNDLED_FLIPS  # the bundled prior's default
     assert "sha256" in json.dumps(x.attrs).lower()  # the prior's weights are identified
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3, spatial:sr:2"
     centre = io.save(io.load(truth).isel(t=slice(1, 3)), tmp_path / "centre.zarr")  # each exposure's centre frame

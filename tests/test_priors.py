@@ -102,10 +102,10 @@ def test_flips_average_the_network_over_mirror_images(tmp_path, flips):
         torch.testing.assert_close(mirrored.eps(x.flip(axes), t), mirrored.eps(x, t).flip(axes))
 
 
-@pytest.mark.parametrize("flips", [0, 3, True, 2.0, "4"])
+@pytest.mark.parametrize("flips", [0, 3, True, 2.0, "4", "cycles"])
 def test_bad_flips_name_the_parameter(tmp_path, flips):
     _, path = _tiny_checkpoint(tmp_path)
-    with pytest.raises(ValueError, match=r"flips must be 1, 2 or 4 \(mirror images averaged\), got"):
+    with pytest.raises(ValueError, match=r"flips must be 1, 2 or 4 \(mirror images averaged\) or 'cycle'"):
         priors.adm(path, flips=flips, **TINY)
 
 
@@ -203,9 +203,9 @@ def test_bundled_prior_loads_and_is_cached():
     x = torch.zeros(1, 3, 20, 24)
     e = prior.eps(x, torch.tensor([500]))
     assert e.shape == x.shape and torch.isfinite(e).all()
-    assert prior.flips == priors.loaders.BUNDLED_FLIPS == 4
-    fast = priors.load("bundled", flips=1)
-    assert fast.flips == 1 and fast is priors.load("bundled", flips=1) and prior.flips == 4  # cached apart
+    assert prior.flips == priors.loaders.BUNDLED_FLIPS == "cycle" and prior.calls_per_eps == 1
+    averaged = priors.load("bundled", flips=4)
+    assert averaged.flips == 4 and averaged is priors.load("bundled", flips=4) and prior.flips == "cycle"  # cached apart
     with pytest.raises(AttributeError):
         prior.flips = 1
 
@@ -230,3 +230,23 @@ def test_priors_do_not_import_the_sampler(tmp_path):
     code = ("import sys, svimg.priors as p; prior = p.adm(sys.argv[1]).to('auto'); prior.eps("
             "__import__('torch').zeros(1, 1, 8, 8), 3); assert 'svimg.sampling' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_flips_cycle_takes_one_mirror_per_timestep(tmp_path):
+    """flips="cycle": one network call with mirror k of the current descent; k advances when t falls,
+    stays for the same t (frames of one step in several batches) and restarts when t rises."""
+    _, path = _tiny_checkpoint(tmp_path)
+    plain, cycle = priors.adm(path, **TINY), priors.adm(path, flips="cycle", **TINY)
+    assert cycle.flips == "cycle" and cycle.calls_per_eps == 1 and plain.calls_per_eps == 1
+    x = torch.rand(2, 3, 13, 10) * 2 - 1
+    mirrors = [(), (-1,), (-2,), (-2, -1)]
+
+    def mirrored(axes, t):
+        return plain.eps(x.flip(axes), t).flip(axes) if axes else plain.eps(x, t)
+
+    steps = [900, 900, 600, 300, 200, 100, 0]
+    expected = [0, 0, 1, 2, 3, 0, 1]
+    for t, k in zip(steps, expected):
+        torch.testing.assert_close(cycle.eps(x, torch.tensor([t, t])), mirrored(mirrors[k], torch.tensor([t, t])))
+    first = cycle.eps(x, torch.tensor([900, 900]))  # t rose: a new run starts at the identity again
+    torch.testing.assert_close(first, plain.eps(x, torch.tensor([900, 900])))

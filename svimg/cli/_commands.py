@@ -272,7 +272,7 @@ def demo(args, status: Status) -> int:
     restored = _solve("dds", y, op, args, progress=not args.quiet)
     timings["svimg"] = time.perf_counter() - started
     flips = json.loads(restored.attrs["svimg_parameters"])["prior_flips"]
-    status(f"svimg (prior {spec!r}, {flips} flip(s), nfe {args.nfe}): {timings['svimg']:.1f} s")
+    status(f"svimg (prior {spec!r}, flips {flips}, nfe {args.nfe}): {timings['svimg']:.1f} s")
 
     results = {}
     if y.shape == truth.shape:

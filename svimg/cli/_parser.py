@@ -161,7 +161,7 @@ def _noise_sigma(text: str) -> float:
 
 
 def _add_sampler(p, noise_std_help="", seed_help=""):
-    from ..priors.base import MIRRORS
+    from ..priors.base import MIRRORS, flips_value
     from ..priors.loaders import BUNDLED_FLIPS
     from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE, sample
 
@@ -182,11 +182,11 @@ def _add_sampler(p, noise_std_help="", seed_help=""):
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler" + seed_help)
     p.add_argument("--prior", default="bundled", metavar="SPEC",
                    help="image prior: bundled | PATH.pt (from `svimg train-prior`) | adm:PATH | diffusers:PATH")
-    p.add_argument("--prior-flips", type=int, choices=tuple(MIRRORS), default=None,
+    p.add_argument("--prior-flips", type=flips_value, choices=tuple(MIRRORS), default=None,
                    metavar="{" + ",".join(map(str, MIRRORS)) + "}",
                    help="mirror images the prior's prediction is averaged over, one network call each "
                         f"(default: the prior's own, {BUNDLED_FLIPS} for bundled and 1 for the others; "
-                        "1 is the fastest)")
+                        "1 and cycle, one mirror per step, are the fastest)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="most frames per prior evaluation; when omitted, as many as fit in the free memory")

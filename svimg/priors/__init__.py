@@ -5,8 +5,9 @@ integer timesteps of the training schedule ``betas`` (float64, usually 1000 line
 1e-4..0.02); ``eps`` returns the predicted noise, so Tweedie's estimate is
 ``x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`` with ``a_t = prod_{s<=t} (1 - beta_s)``.
 
-* ``bundled(flips=4)``: the small ADM UNet trained by this project (default of ``svimg.sample``),
-  its eps averaged over 4 mirror images (``NetworkPrior`` ``flips``; 1 is four times faster);
+* ``bundled(flips="cycle")``: the small ADM UNet trained by this project (default of ``svimg.sample``),
+  one mirror image of the input per timestep (``NetworkPrior`` ``flips``; 4 averages four per step
+  at four times the cost);
 * ``adm(path, **config)``: guided-diffusion checkpoints (e.g. 256x256_diffusion_uncond.pt);
 * ``from_diffusers(model_or_path)``: a diffusers UNet2DModel;
 * ``GaussianPrior(mean, std)``: closed-form pixelwise Gaussian prior (tests, checks);

@@ -10,11 +10,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._device import resolve_device
+from .engine import NetworkEngine
 
-__all__ = ["NetworkPrior", "file_sha256", "MIRRORS"]
+__all__ = ["NetworkPrior", "file_sha256", "MIRRORS", "CYCLE", "flips_value"]
 
-#: The mirror images ``NetworkPrior.eps`` averages over, by ``flips``: the flipped axes of each.
-MIRRORS = {1: ((),), 2: ((), (-1,)), 4: ((), (-1,), (-2,), (-2, -1))}
+#: ``flips`` that takes one mirror image per timestep, cycling through the four (one network call).
+CYCLE = "cycle"
+#: The mirror images ``NetworkPrior.eps`` uses, by ``flips``: the flipped axes of each (averaged over
+#: for 1, 2, 4; taken one per timestep for CYCLE).
+MIRRORS = {1: ((),), 2: ((), (-1,)), 4: ((), (-1,), (-2,), (-2, -1)), CYCLE: ((), (-1,), (-2,), (-2, -1))}
+
+
+def flips_value(text: str):
+    """A command-line ``flips`` ("1", "2", "4" or "cycle") as NetworkPrior takes it (an int, or CYCLE)."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def file_sha256(path) -> str:
@@ -39,15 +48,25 @@ class NetworkPrior:
     + left-right flip (2), + up-down and both (4); each g is its own inverse.  A network trained
     on flipped crops predicts nearly the same from each mirror image, and the mean has less
     error; each flip costs one more network call (run one after another: the same peak memory).
+    ``flips="cycle"`` (:data:`CYCLE`) makes one call with one mirror image g_k per timestep,
+    eps(x_t, t) = g_k eps_theta(g_k x_t, t), k = 0, 1, 2, 3, 0, ... over the four mirrors: the sampler
+    averages over the mirrors along its steps at the cost of flips 1.  k counts the timesteps of
+    the current descent: it advances when t falls, stays when t repeats (the frames of one step in
+    several batches) and restarts at 0 (the identity) when t rises (a new run), so a seeded run
+    gives the same result whatever ran before it or how its frames are batched.
+
+    The network runs through :class:`~svimg.priors.engine.NetworkEngine` (ONNX Runtime where it measured
+    faster on this machine's CPU, else torch; the same result up to float rounding).
 
     Attributes: ``betas`` (float64 (N,)), ``channels``, ``dtype`` (compute dtype on the current
-    device), ``name``, ``sha256`` (of the weights file, or None), ``config``, ``flips``.
+    device), ``name``, ``sha256`` (of the weights file, or None), ``config``, ``flips``, ``engine``.
     """
 
     def __init__(self, net: nn.Module, betas: torch.Tensor, *, channels: int, multiple: int = 1,
                  name: str = "prior", sha256: str | None = None, config: dict | None = None, flips: int = 1):
-        if isinstance(flips, bool) or not isinstance(flips, numbers.Integral) or flips not in MIRRORS:
-            raise ValueError(f"flips must be 1, 2 or 4 (mirror images averaged), got {flips!r}")
+        if flips != CYCLE and (isinstance(flips, bool) or not isinstance(flips, numbers.Integral) or flips not in MIRRORS):
+            raise ValueError(f"flips must be 1, 2 or 4 (mirror images averaged) or {CYCLE!r} (one per timestep), "
+                             f"got {flips!r}")
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         if betas.ndim != 1 or len(betas) < 2 or not bool(((betas > 0) & (betas < 1)).all()):
             raise ValueError(f"betas must be a 1-D schedule with values in (0, 1), got shape {tuple(betas.shape)}")
@@ -58,16 +77,34 @@ class NetworkPrior:
         self.name = name
         self.sha256 = sha256
         self.config = dict(config or {})
-        self._flips = int(flips)
+        self._flips = flips if flips == CYCLE else int(flips)
+        self._descent = (None, 0)  # flips "cycle": (last timestep seen, mirror index)
+        self.engine = NetworkEngine(self.net, sha256)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, channels={self.channels}, steps={len(self.betas)}, "
                 f"flips={self.flips})")
 
     @property
-    def flips(self) -> int:
-        """Mirror images ``eps`` averages over (1, 2 or 4; fixed at construction)."""
+    def flips(self) -> int | str:
+        """Mirror images ``eps`` averages over (1, 2 or 4), or CYCLE (fixed at construction)."""
         return self._flips
+
+    @property
+    def calls_per_eps(self) -> int:
+        """Network calls one ``eps`` makes (1 for CYCLE)."""
+        return 1 if self._flips == CYCLE else self._flips
+
+    def _mirrors(self, t: torch.Tensor) -> tuple:
+        """The mirror images of this call: all of ``flips``, or CYCLE's one for timestep ``max(t)``."""
+        if self._flips != CYCLE:
+            return MIRRORS[self._flips]
+        step = int(t.max()) if len(t) else 0
+        last, k = self._descent
+        k = 0 if last is None or step > last else k + (step < last)
+        self._descent = (step, k)
+        group = MIRRORS[CYCLE]
+        return (group[k % len(group)],)
 
     @property
     def device(self) -> torch.device:
@@ -107,12 +144,13 @@ class NetworkPrior:
             raise ValueError(f"t must lie in [0, {len(self.betas) - 1}], got {int(t.min())}..{int(t.max())}")
         if x_t.device != self.device:
             self.to(x_t.device)
+        mirrors = self._mirrors(t)
         mean = None
-        for axes in MIRRORS[self.flips]:
+        for axes in mirrors:
             e = self._network_eps(x_t.flip(axes) if axes else x_t, t)
             e = e.flip(axes) if axes else e
             mean = e if mean is None else mean + e
-        return mean if self.flips == 1 else mean / self.flips
+        return mean if len(mirrors) == 1 else mean / len(mirrors)
 
     def _network_eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps_theta(x_t, t) of one network call: padded to ``multiple``, autocast on CUDA, cropped back."""
@@ -126,6 +164,6 @@ class NetworkPrior:
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=self.dtype, enabled=cuda):
-            out = self.net(x, t.long())
+            out = self.engine(x, t.long())
         return out[:, : self.channels, :h, :w].to(x_t.dtype).contiguous()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import MIRRORS
+from .base import MIRRORS, flips_value
 from .schedule import alphas_cumprod, timestep_for_sigma
 
 __all__ = ["held_out_frames", "tweedie_denoise", "gaussian_filter_best", "bm3d_denoise", "ddim_samples",
@@ -187,7 +187,7 @@ def evaluate(prior, out_dir, *, run_dir=None, per_clip: int = 4, seed: int = 0, 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior", default="bundled", help="prior spec (see svimg.priors.load)")
-    p.add_argument("--flips", type=int, choices=tuple(MIRRORS), default=None,
+    p.add_argument("--flips", type=flips_value, choices=tuple(MIRRORS), default=None,
                    help="mirror images the prior's eps is averaged over (default: the prior's own)")
     p.add_argument("--out", default="docs")
     p.add_argument("--run", default=None, help="training run dir with loss.csv (for the loss plot)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .adm import ADM256_UNCOND, ADMUNet
-from .base import NetworkPrior, file_sha256
+from .base import CYCLE, NetworkPrior, file_sha256
 from .schedule import linear_betas
 
 __all__ = ["adm", "bundled", "load", "WEIGHTS_SUFFIXES", "read_checkpoint", "check_state_dict", "BUNDLED_RESOURCE",
@@ -18,8 +18,9 @@ __all__ = ["adm", "bundled", "load", "WEIGHTS_SUFFIXES", "read_checkpoint", "che
 
 #: Location of the bundled weights inside the installed package.
 BUNDLED_RESOURCE = ("svimg.priors", "weights/bundled.pt")
-#: Mirror images the bundled prior averages over by default (NetworkPrior ``flips``; docs/bundled_prior.md).
-BUNDLED_FLIPS = 4
+#: The bundled prior's mirror averaging by default (NetworkPrior ``flips``): one mirror image per timestep,
+#: the best quality per second measured (docs/bundled_prior.md#mirror-averaging).
+BUNDLED_FLIPS = CYCLE
 
 
 def read_checkpoint(path) -> dict:
@@ -103,12 +104,13 @@ def _bundled_resource():
 
 
 @functools.lru_cache(maxsize=3)
-def bundled(flips: int = BUNDLED_FLIPS) -> NetworkPrior:
+def bundled(flips: int | str = BUNDLED_FLIPS) -> NetworkPrior:
     """The prior trained by this project and shipped in the package (cached; see docs/bundled_prior.md).
 
-    A small ADM UNet (eps-prediction, linear betas 1e-4..0.02, 1000 steps) whose eps is averaged
-    over ``flips`` mirror images (default BUNDLED_FLIPS = 4: four network calls per eps; 1 is four
-    times faster and 0.17-0.19 dB weaker as a one-step denoiser on the card's 256 x 256 frames).
+    A small ADM UNet (eps-prediction, linear betas 1e-4..0.02, 1000 steps) whose eps uses ``flips``
+    mirror images (default BUNDLED_FLIPS = "cycle": one network call per eps, one mirror per timestep;
+    4 averages four mirrors in four calls, 0.17-0.19 dB better than 1 as a one-step denoiser on the
+    card's 256 x 256 frames, a few hundredths of a dB in a restoration).
     Raises FileNotFoundError when the weights file is missing: never a silently random network.
     """
     resource = _bundled_resource()
@@ -125,12 +127,13 @@ def bundled(flips: int = BUNDLED_FLIPS) -> NetworkPrior:
 WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
-def load(spec, *, flips: int | None = None) -> object:
+def load(spec, *, flips: int | str | None = None) -> object:
     """Prior from a spec: "bundled", "adm:PATH", "diffusers:PATH", or PATH of a weights file.
 
     A plain path (a string or ``os.PathLike``) naming an existing file, or ending in .pt, .pth or
     .ckpt, is read as "adm:PATH" (e.g. the output of ``svimg train-prior``).  ``flips``: mirror
-    images eps averages over (1, 2 or 4); None: the loader's default (BUNDLED_FLIPS for "bundled", else 1).
+    images eps averages over (1, 2 or 4, or "cycle"); None: the loader's default (BUNDLED_FLIPS for
+    "bundled", else 1).
     """
     opts = {} if flips is None else {"flips": flips}
     if isinstance(spec, os.PathLike):

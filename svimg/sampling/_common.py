@@ -15,7 +15,7 @@ from .._api import _check_op, check_measurement
 from .._convert import Volume, to_volume
 from .._device import resolve_device
 from .._validate import check_callback, check_data_range, check_finite, check_positive_int
-from .memory import AutoBatch, working_set
+from .budget import AutoBatch, working_set
 from .noise import NOISE_MODES, NoiseSource, make_generator
 from .prior_eval import PriorEvaluator, prior_identity
 from .schedule import DDSSchedule

@@ -1,272 +1,83 @@
-"""What a sampling run costs before it runs: free memory, the prior's cost per frame, the batch that fits.
+"""What a sampling run will take before it runs: peak memory, time, and what would make it shorter.
 
-Peak memory of :func:`svimg.sample` on a (T, C, H, W) video, in bytes::
+The forecast sits above the rest of the sampler (it reads :mod:`.budget`, :mod:`._common` and
+:mod:`.windows`; nothing below imports it).  Peak memory and batch follow :mod:`.budget`; the prior's
+cost per frame comes from a probe that never runs a full frame:
 
-    peak = now + volumes * V + batch * f        V = T * C * H * W * itemsize
+    f = crop_bytes * (H W) / (h w)          s = crop_seconds * (H W) / (h w)
 
-* ``now``: the process's memory before the run (it already holds y);
-* ``volumes`` = :data:`SAMPLER_VOLUMES` (+1 with ``gamma``): the video-sized
-  tensors alive at once during a step: the measurement y, x (reused for x0),
-  eps, A^T y, CG's x, r, p and H p, and up to half a video of temporaries.
-  Data steps run in float64 on the CPU when that working set (twice the data
-  step's volumes, plus float64 copies of y and x0: 18 volumes for float32 input)
-  takes at most :data:`F64_SHARE` of the free memory, else in the input's dtype
-  with float64 inner products (:func:`working_set`);
-* ``f``: the prior's peak extra memory for ONE frame of H x W, measured by
-  timing one prior call on one frame (the probe; it also gives the time).
+where the prior runs on :data:`PROBE_CROPS` random crops of h x w = min(H, :data:`PROBE_SIDE`) x
+min(W, :data:`PROBE_SIDE`) pixels, ``crop_bytes`` is the peak memory above the start of the first
+call per crop (:class:`~svimg.sampling.budget.measured`: CUDA's allocator, the resident size on
+the CPU; the first measurement in the process is kept, as freed memory that stays mapped hides later
+peaks) and ``crop_seconds`` its time per crop on a third call (the second warms the engine up: a
+first export of an ONNX graph, the engine's timed choice).  The scaling is exact for the network's arithmetic: convolutions
+and windowed attention cost the same per pixel at any size (the bundled prior: 227 kFLOP per pixel at
+64 x 64, 256 x 256, 272 x 640 and 2160 x 3840, torch's FlopCounterMode).  The run then takes
 
-``batch_size=None`` (:class:`AutoBatch`) takes the largest batch with
-``peak <= SAFETY * free`` and with at most :data:`CPU_PRIOR_BUDGET` bytes of prior activations on the CPU,
-where a bigger batch is no faster per frame (docs/long_videos.md) and would only
-take memory from everything else.  ``free`` is the smallest of MemAvailable
-(/proc/meminfo), the address-space limit (RLIMIT_AS) less the process's
-address space, and the cgroup's memory.max less memory.current; on CUDA it
-is ``torch.cuda.mem_get_info``.  When even ``batch = 1`` does not fit, the
-video's volumes do not fit: :class:`Forecast` says so (``fits`` False) and a
-caller takes the windowed path (:func:`window_that_fits`) or refuses.
+    seconds = nfe * windows * span * s      (span: the frames of one pass or window)
+
+A run longer than :data:`LONG_RUN` seconds names what would shorten it (:meth:`Forecast.line`).
 """
 
 from __future__ import annotations
 
-import os
-import resource
-import threading
 import time
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SAMPLER_VOLUMES", "F64_SHARE", "working_set", "SAFETY", "CPU_PRIOR_BUDGET", "free_memory", "process_memory", "PriorCost",
-           "measure_prior", "measured", "AutoBatch", "sampler_volumes", "choose_batch", "window_that_fits",
-           "Forecast", "forecast", "forecast_shape"]
+from .._api import check_measurement
+from .budget import SAFETY, PriorCost, choose_batch, free_memory, measured, process_memory, working_set
+from ._common import resolve_device, resolve_prior
+from .prior_eval import PriorEvaluator
+from .schedule import DDSSchedule
+from .windows import split_temporal, window_starts
 
-SAMPLER_VOLUMES = 9
-F64_SHARE = 0.25
-SAFETY = 0.8
-CPU_PRIOR_BUDGET = 1 << 29
-FIRST_CHUNK_BYTES = 1 << 28
-FIRST_CHUNK_BYTES_PER_PIXEL = 2048
+__all__ = ["PROBE_SIDE", "PROBE_CROPS", "LONG_RUN", "probe_prior", "window_that_fits", "Forecast", "forecast",
+           "forecast_shape"]
 
-
-def sampler_volumes(weighted, ratio: int = 1) -> int:
-    """Video-sized tensors alive at once in :func:`svimg.sample`, in units of the input's volume (module docstring).
-
-    ``weighted`` (a ``gamma`` or ``noise_std`` data step) adds b = x0 + w A^T y.  ``ratio``: the data
-    step's item size over the input's (2 for float64 data steps on float32 input); the data step's
-    five volumes (A^T y, CG's x, r, p, H p) then weigh ``ratio`` each, and its copies of y and x0 join them.
-    """
-    data = 5 + bool(weighted) + (2 if ratio != 1 else 0)
-    return SAMPLER_VOLUMES - 5 + ratio * data
+PROBE_SIDE = 128
+PROBE_CROPS = 2
+LONG_RUN = 600.0
+_CROP_BYTES: dict = {}  # (weights or prior, flips, crops, dtype, device) -> bytes per crop first measured
 
 
-def working_set(device, dtype: torch.dtype, volume: int, weighted: bool) -> tuple[torch.dtype, int]:
-    """(data-step dtype, working volumes) for a video of ``volume`` bytes in ``dtype`` on ``device``.
-
-    float64 on the CPU when its working set fits in :data:`F64_SHARE` of the free memory, else
-    ``dtype`` (float64 inner products either way, as on CUDA).
-    """
-    if torch.device(device).type == "cpu" and dtype != torch.float64:
-        volumes = sampler_volumes(weighted, 8 // torch.empty((), dtype=dtype).element_size())
-        if volumes * volume <= F64_SHARE * free_memory(device):
-            return torch.float64, volumes
-    return dtype, sampler_volumes(weighted)
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _cgroup_room() -> int | None:
-    try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
-        used = int(open("/sys/fs/cgroup/memory.current").read())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else int(limit) - used
-
-
-def process_memory(device) -> int:
-    """What this process holds now: resident bytes on the CPU, bytes allocated by torch on CUDA."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device)
-    return _status_bytes("VmRSS") or 0
-
-
-def free_memory(device) -> int:
-    """Bytes this process may still take on ``device`` (module docstring)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    candidates = [_meminfo_available(), _cgroup_room()]
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        candidates.append(soft - (_status_bytes("VmSize") or 0))
-    known = [c for c in candidates if c is not None]
-    return max(0, min(known)) if known else 0
-
-
-@dataclass(frozen=True)
-class PriorCost:
-    """The prior on one H x W frame: peak extra memory (bytes) and seconds, measured once."""
-
-    frame_bytes: int
-    frame_seconds: float
-
-
-class _PeakRSS:
-    """Highest resident memory seen while the block runs (a thread polls /proc/self/statm; torch releases the GIL).
-
-    Under an address-space limit (RLIMIT_AS) the address space is what runs out, so its growth counts too.
-    """
-
-    def __init__(self):
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.field = (0, 1) if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY else (1,)
-
-    def _sizes(self) -> tuple:
-        with open("/proc/self/statm") as f:
-            values = f.read().split()
-        return tuple(int(values[i]) * self.page for i in self.field)
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = tuple(map(max, self.peak, self._sizes()))
-            self._stop.wait(0.001)
-
-    def __enter__(self):
-        self.marks = [_status_bytes("VmHWM") or 0] + ([_status_bytes("VmPeak") or 0] if len(self.field) == 2 else [])
-        self.start = self.peak = self._sizes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = tuple(map(max, self.peak, self._sizes()))
-
-    @property
-    def extra(self) -> int:
-        """Polled growth, or the kernel's high-water marks (VmHWM, VmPeak) when the block raised them: a
-        starved polling thread can miss a short peak, the marks do not."""
-        marks = [_status_bytes("VmHWM") or 0] + ([_status_bytes("VmPeak") or 0] if len(self.field) == 2 else [])
-        grown = [m - s for m, before, s in zip(marks, self.marks, (self.start[-1], self.start[0])) if m > before]
-        return max([p - s for p, s in zip(self.peak, self.start)] + grown)
-
-
-class measured:
-    """``with measured(device) as m: ...`` sets ``m.seconds`` and ``m.extra_bytes`` (peak memory above the start)."""
-
-    def __init__(self, device):
-        self.device = torch.device(device)
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self._before = torch.cuda.memory_allocated(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._rss = _PeakRSS().__enter__()
-        self._started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.extra_bytes = torch.cuda.max_memory_allocated(self.device) - self._before
-        else:
-            self._rss.__exit__(*exc)
-            self.extra_bytes = self._rss.extra
-        self.seconds = time.perf_counter() - self._started
-
-
-def measure_prior(evaluator, frame_shape, t: int, dtype, device, frames: int = 1) -> PriorCost:
-    """The prior's peak memory on one frame of ``frame_shape`` (C, H, W) at timestep ``t`` (that call also warms
-    it up), and its seconds per frame timed on a second call with ``frames`` frames."""
-    x = torch.randn((frames, *frame_shape), dtype=dtype, generator=torch.Generator().manual_seed(0)).to(device)
+def probe_prior(evaluator, frame_shape, t: int, dtype, device) -> PriorCost:
+    """The prior's memory and seconds for one (C, H, W) frame, scaled from crops (module docstring)."""
+    C, H, W = (int(s) for s in frame_shape)
+    h, w = min(H, PROBE_SIDE), min(W, PROBE_SIDE)
+    x = torch.randn((PROBE_CROPS, C, h, w), dtype=dtype, generator=torch.Generator().manual_seed(0)).to(device)
+    prior = getattr(evaluator, "prior", evaluator)
+    key = (getattr(prior, "sha256", None) or id(prior), str(getattr(prior, "flips", 1)), tuple(x.shape), str(dtype),
+           str(device))
     with torch.no_grad():
-        with measured(device) as m:
-            evaluator(x[:1], t)
-        with measured(device) as timed:
+        with measured(device) as m:  # the first call on the crops: peak memory (and the network's first run)
             evaluator(x, t)
-    return PriorCost(max(int(m.extra_bytes), x[:1].numel() * x.element_size()), timed.seconds / frames)
+        # memory freed by an earlier call stays with the process and hides a later peak: keep the first
+        crop_bytes = _CROP_BYTES.setdefault(key, m.extra_bytes / PROBE_CROPS)
+        evaluator(x, t)  # warm-up: the prior's engine exports or chooses here (svimg.priors.engine)
+        start = time.perf_counter()
+        evaluator(x, t)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        crop_seconds = (time.perf_counter() - start) / PROBE_CROPS
+    scale = H * W / (h * w)
+    return PriorCost(max(int(crop_bytes * scale), C * H * W * x.element_size()), crop_seconds * scale)
 
 
-class AutoBatch:
-    """``batch_size=None`` of the samplers: the first prior call measures, then the batch is chosen.
-
-    The first call runs on the first ``first_frames(H, W)`` frames (a chunk of at
-    most :data:`FIRST_CHUNK_BYTES` at :data:`FIRST_CHUNK_BYTES_PER_PIXEL`, the whole
-    video when it is small), timed and measured; its cost per frame gives the
-    batch by :func:`choose_batch`, with the ``volumes - 2`` video-sized tensors
-    not yet allocated (y and x exist already) kept free.
-    """
-
-    def __init__(self, volumes: int, device):
-        self.volumes, self.device = volumes, torch.device(device)
-        self.cost = self.free = None
-
-    @staticmethod
-    def first_frames(frames: int, pixels: int) -> int:
-        return max(1, min(frames, FIRST_CHUNK_BYTES // (pixels * FIRST_CHUNK_BYTES_PER_PIXEL)))
-
-    def start(self):
-        """Note the free memory before the first call (memory it frees may stay mapped to the process)."""
-        self.free = free_memory(self.device)
-
-    def decide(self, x: torch.Tensor, frames_measured: int, m: measured) -> int:
-        """The batch for video ``x`` after the first call measured ``m`` on ``frames_measured`` frames."""
-        self.cost = PriorCost(max(1, int(m.extra_bytes) // frames_measured), m.seconds / frames_measured)
-        volume = x.numel() * x.element_size()
-        batch = choose_batch(x.shape[0], volume, self.volumes - 2, self.cost, self.free, self.device)
-        if batch < 1:
-            raise MemoryError(
-                f"the video's {self.volumes} working volumes of {volume / 1e9:.2f} GB do not fit in the "
-                f"{self.free / 1e9:.1f} GB free on {self.device}; use svimg.sampling.windows.sample_windowed"
-            )
-        return batch
-
-    def describe(self) -> str:
-        """The provenance record of the choice."""
-        if self.cost is None:
-            return "auto"
-        return (f"auto: prior {self.cost.frame_bytes / 1e6:.0f} MB and {self.cost.frame_seconds:.3g} s per frame "
-                f"measured, {self.free / 1e9:.1f} GB free")
-
-
-def choose_batch(frames: int, volume_bytes: int, volumes: int, cost: PriorCost, free: int, device) -> int:
-    """The most frames per prior call that fit (module docstring); 0 when not even one frame fits beside the volumes."""
-    fit = int((SAFETY * free - volumes * volume_bytes) // cost.frame_bytes)
-    if fit < 1:
-        return 0
-    if torch.device(device).type == "cpu":
-        fit = min(fit, max(1, CPU_PRIOR_BUDGET // cost.frame_bytes))
-    return min(frames, fit)
+def window_that_fits(frames: int, frame_bytes: int, volumes: int, cost: PriorCost, free: int) -> int:
+    """The most frames (at most ``frames``) whose volumes and a one-frame prior call fit in ``SAFETY * free``."""
+    room = SAFETY * free - cost.frame_bytes
+    return int(min(frames, room // (volumes * frame_bytes))) if room > 0 else 0
 
 
 @dataclass(frozen=True)
 class Forecast:
-    """What a run will take (see :func:`forecast`); ``line()`` is the one line the CLI and napari show."""
+    """What a run will take (see :func:`forecast`); ``line()`` is the one line the CLI and napari show.
+
+    ``calls_per_eps``: network calls per prior evaluation (the prior's mirror images, 1 for "cycle").
+    """
 
     frames: int
     frame_shape: tuple
@@ -278,6 +89,7 @@ class Forecast:
     nfe: int
     window: int | None
     fits: bool
+    calls_per_eps: int = 1
 
     def line(self) -> str:
         C, H, W = self.frame_shape
@@ -286,9 +98,30 @@ class Forecast:
         if not self.fits:
             return (f"cannot run: {self.frames} frames of {C}x{H}x{W} need {self.peak_bytes / gb:.1f} GB even in "
                     f"the smallest window, {self.free_bytes / gb:.1f} GB is free on {self.device}")
-        return (f"forecast: {self.frames} frames of {C}x{H}x{W} on {self.device}, {where}, batch {self.batch_size}, "
+        line = (f"forecast: {self.frames} frames of {C}x{H}x{W} on {self.device}, {where}, batch {self.batch_size}, "
                 f"peak {self.peak_bytes / gb:.1f} GB of {self.free_bytes / gb:.1f} GB free, "
                 f"about {_duration(self.seconds)} for nfe {self.nfe}")
+        shorter = self.shorter()
+        return line + ("; shorter: " + ", ".join(shorter) if shorter else "")
+
+    def shorter(self) -> list[str]:
+        """What would make a run longer than :data:`LONG_RUN` seconds shorter (empty for a shorter run).
+
+        Time is linear in nfe, in the frames and in the network calls per evaluation.
+        """
+        if self.seconds <= LONG_RUN:
+            return []
+        ways = []
+        if self.nfe > 1:
+            ways.append(f"nfe {self.nfe // 2} (about {_duration(self.seconds * (self.nfe // 2) / self.nfe)})")
+        if self.calls_per_eps > 1:
+            ways.append(f"prior flips 'cycle', one network call per step "
+                        f"(about {_duration(self.seconds / self.calls_per_eps)})")
+        if self.frames > 1:
+            ways.append(f"fewer frames per run (about {_duration(self.seconds / self.frames)} per frame)")
+        if torch.device(self.device).type == "cpu":
+            ways.append("a GPU (device='cuda')")
+        return ways
 
 
 def _duration(seconds: float) -> str:
@@ -299,17 +132,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def window_that_fits(frames: int, frame_bytes: int, volumes: int, cost: PriorCost, free: int) -> int:
-    """The most frames (at most ``frames``) whose volumes and a one-frame prior call fit in ``SAFETY * free``."""
-    room = SAFETY * free - cost.frame_bytes
-    return int(min(frames, room // (volumes * frame_bytes))) if room > 0 else 0
-
-
 def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device, weighted: bool = False,
-                   batch_size=None,
-             window: int | None = None, auto_window: int | None = None, support: int = 1,
-             cost: PriorCost | None = None) -> Forecast:
-    """Memory and time of restoring a (T, C, H, W) video (module docstring), from one timed prior call.
+                   batch_size=None, window: int | None = None, auto_window: int | None = None, support: int = 1,
+                   cost: PriorCost | None = None) -> Forecast:
+    """Memory and time of restoring a (T, C, H, W) video (module docstring), from the prior's probe on crops.
 
     One pass, or windows of ``window`` frames when given.  With ``auto_window``
     (the shortest window allowed) and volumes that do not fit in one pass, the
@@ -317,15 +143,13 @@ def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device,
     window also holds ``support - 1`` unknown frames beyond its edges and
     windows overlap by ``max(support, window // 2)``
     (:func:`svimg.sampling.windows.default_overlap`).  ``batch_size`` given is kept; ``weighted``: the
-    data steps have a weight (``gamma`` or ``noise_std``), one more volume.
+    data steps have a weight (``gamma`` or ``noise_std``), one more volume.  ``cost`` given skips the probe.
     """
-    from .windows import window_starts
-
     T, C, H, W = (int(s) for s in x_shape)
     device = torch.device(device)
     frame_bytes = C * H * W * torch.empty((), dtype=dtype).element_size()
     _, volumes = working_set(device, dtype, T * frame_bytes, weighted)
-    cost = cost or measure_prior(evaluator, (C, H, W), t_first, dtype, device)
+    cost = cost or probe_prior(evaluator, (C, H, W), t_first, dtype, device)
     free = free_memory(device)
     now = 0 if device.type == "cuda" else process_memory(device)
     extra = support - 1
@@ -334,14 +158,12 @@ def forecast_shape(x_shape, *, evaluator, t_first: int, nfe: int, dtype, device,
     span = T if window is None or window >= T else window + extra
     need = volumes * span * frame_bytes
     batch = choose_batch(span, need, 1, cost, free, device) if batch_size is None else batch_size
-    if batch > 1:  # time the batch the run will use
-        cost = PriorCost(cost.frame_bytes, measure_prior(evaluator, (C, H, W), t_first, dtype, device,
-                                                         frames=min(batch, span)).frame_seconds)
     fits = batch >= 1 and need + batch * cost.frame_bytes <= SAFETY * free
     windows = 1 if span == T else len(window_starts(T, window, max(support, window // 2)))
+    calls = int(getattr(evaluator.prior, "calls_per_eps", 1))
     return Forecast(T, (C, H, W), str(device), int(batch), int(now + need + max(batch, 1) * cost.frame_bytes),
                     int(free), nfe * windows * span * cost.frame_seconds, int(nfe), None if span == T else window,
-                    bool(fits))
+                    bool(fits), calls)
 
 
 def forecast(y, op, prior=None, *, nfe: int = 20, gamma=None, noise_std=None, batch_size=None, device=None,
@@ -350,19 +172,14 @@ def forecast(y, op, prior=None, *, nfe: int = 20, gamma=None, noise_std=None, ba
 
     ``gamma`` / ``noise_std`` as for :func:`svimg.sample` (either, given, counts the weighted data
     step's extra volume, as ``sample`` does).
-    Reads only ``y``'s shape and dtype (a lazy DataArray stays lazy) and times
-    one prior call on one frame.  ``auto_window`` plans windows when one pass
+    Reads only ``y``'s shape and dtype (a lazy DataArray stays lazy) and runs the prior on a few
+    small crops (:func:`probe_prior`), never on a whole frame: it costs about the same on any size.
+    ``auto_window`` plans windows when one pass
     does not fit and ``op`` splits into a temporal PSF and per-frame parts
     (:func:`svimg.sampling.windows.split_temporal`); the shortest window allowed
     is twice the PSF support.  The CLI's ``svimg restore`` and the napari
     Restore widget show ``forecast(...).line()``.
     """
-    from .._api import check_measurement
-    from ._common import resolve_device, resolve_prior
-    from .prior_eval import PriorEvaluator
-    from .schedule import DDSSchedule
-    from .windows import split_temporal
-
     shape = tuple(int(s) for s in y.shape)
     shape = shape if len(shape) == 4 else (shape[0], 1, *shape[1:])
     x_shape = tuple(check_measurement(op, torch.empty(shape, device="meta")))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .._validate import check_positive_int
+from .budget import measured
 
 __all__ = ["PriorEvaluator", "check_prior", "prior_identity"]
 
@@ -34,10 +35,10 @@ def check_prior(prior):
 
 
 def prior_identity(prior) -> dict:
-    """Provenance fields naming the prior: its ``name`` (or class name), ``sha256`` (or None) and ``flips`` (or 1)."""
+    """Provenance fields naming the prior: its ``name`` (or class name), ``sha256`` (or None) and ``flips`` (or 1; "cycle" for one mirror per step)."""
     name = getattr(prior, "name", None) or type(prior).__name__
     return {"prior": str(name), "prior_sha256": getattr(prior, "sha256", None),
-            "prior_flips": int(getattr(prior, "flips", 1))}
+            "prior_flips": getattr(prior, "flips", 1)}
 
 
 class PriorEvaluator:
@@ -51,7 +52,7 @@ class PriorEvaluator:
     batch_size : int or None
         Most frames per call to ``prior.eps``; None evaluates all frames at once
         unless ``auto`` is given.
-    auto : :class:`svimg.sampling.memory.AutoBatch` or None
+    auto : :class:`svimg.sampling.budget.AutoBatch` or None
         With ``batch_size`` None: the first call measures the prior on its first
         frames and sets ``batch_size`` to the most frames that fit in memory.
     """
@@ -94,8 +95,6 @@ class PriorEvaluator:
 
     def _first_call(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """Measure the prior on the first frames, choose ``batch_size`` (``auto``), then do the rest."""
-        from .memory import measured
-
         n = self.auto.first_frames(x.shape[0], x.shape[-2] * x.shape[-1])
         self.auto.start()
         with measured(x.device) as m:

@@ -1,0 +1,47 @@
+"""The prior's network per engine and frame size: seconds per frame per call, and its ratio to the FLOP floor.
+
+    pytest benchmarks/bench_prior.py --benchmark-json=benchmarks/results/bench_prior.json
+
+The floor is the network's FLOPs per frame (torch's FlopCounterMode) over the float32 matmul rate
+measured in the same test at the same thread count (:func:`prior_engines.matmul_rate`); each
+benchmark's ``extra_info`` holds ``gflop``, ``matmul_gflops``, ``floor_seconds`` and
+``ratio_to_floor`` (the median over the floor).  The interleaved comparison of the engines, with
+torch.compile and 1 and 2 threads, is ``benchmarks/prior_engines.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+import prior_engines
+
+ENGINES = ["torch", "onnxruntime"]
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return prior_engines.networks()["bundled"]
+
+
+@pytest.mark.parametrize("size", prior_engines.SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_network_seconds_per_frame_per_call(benchmark, bundled, engine, size):
+    from svimg.priors.engine import NetworkEngine, available_engines
+
+    if engine not in available_engines():
+        pytest.skip(f"{engine} is not installed")
+    net, sha = bundled
+    run = net if engine == "torch" else NetworkEngine(net, sha)._run_onnx
+    x, t = torch.randn(1, 3, *size), torch.full((1,), 500, dtype=torch.long)
+    with torch.no_grad():
+        run(x, t)  # export / warm-up
+        benchmark.pedantic(run, args=(x, t), rounds=5, iterations=1)
+    flops = prior_engines.network_flops(net, size)
+    rate = prior_engines.matmul_rate()
+    floor = flops / rate
+    median = statistics.median(benchmark.stats.stats.data)
+    benchmark.extra_info.update(gflop=flops / 1e9, matmul_gflops=rate / 1e9, floor_seconds=floor,
+                                ratio_to_floor=median / floor, threads=torch.get_num_threads())

@@ -1,0 +1,143 @@
+"""Run a prior's network through the fastest engine on this machine: eager torch or ONNX Runtime.
+
+``NetworkEngine(net, sha256)(x, t)`` equals ``net(x, t)`` up to float rounding.  Engines:
+
+``torch``        the network itself (always available; the only one with autograd, and on CUDA).
+``onnxruntime``  the network exported to ONNX for the input's (H, W) (batch axis dynamic) and run by
+                 ONNX Runtime's CPU provider (``pip install svimg[onnx]``).  Graphs are cached on disk
+                 under :func:`cache_dir` ``/onnx/<sha256 of the weights>/<H>x<W>.onnx``: the export
+                 runs once per weights file and frame size.
+
+Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
+(and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
+the first call of each problem class (size class, batch, thread count) and keeps the faster, logging
+why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  Anything
+else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
+that class with one ``RuntimeWarning`` and torch runs instead (:meth:`NetworkEngine.dropped`).
+ONNX Runtime uses torch's thread count (``torch.set_num_threads``; the machine's cores by default).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from .. import _timing
+
+__all__ = ["ENGINES", "NetworkEngine", "cache_dir", "available_engines"]
+
+ENGINES = ("torch", "onnxruntime")
+OPSET = 17
+
+
+def cache_dir() -> Path:
+    """``$SVIMG_CACHE_DIR``, else ``$XDG_CACHE_HOME/svimg``, else ``~/.cache/svimg``."""
+    if os.environ.get("SVIMG_CACHE_DIR"):
+        return Path(os.environ["SVIMG_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "svimg"
+
+
+@functools.lru_cache(maxsize=None)
+def _onnxruntime():
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError:
+        return None
+
+
+def available_engines() -> list[str]:
+    """The engines that import on this machine (torch always does)."""
+    return ["torch"] + (["onnxruntime"] if _onnxruntime() is not None else [])
+
+
+def _forced() -> str | None:
+    forced = os.environ.get("SVIMG_PRIOR_ENGINE", "").strip().lower()
+    if not forced:
+        return None
+    if forced not in ENGINES:
+        raise ValueError(f"SVIMG_PRIOR_ENGINE must be one of {ENGINES}, got {forced!r}")
+    if forced not in available_engines():
+        raise RuntimeError(f"SVIMG_PRIOR_ENGINE={forced} was requested but it is not installed "
+                           f"(pip install 'svimg[onnx]')")
+    return forced
+
+
+class NetworkEngine:
+    """``net(x, t)`` through the engine chosen for the input (module docstring); ``sha256`` names the weights."""
+
+    def __init__(self, net: nn.Module, sha256: str | None):
+        self.net, self.sha256 = net, sha256
+        self._sessions: dict[tuple, object] = {}
+        self._dropped: dict[tuple, str] = {}
+
+    def dropped(self) -> dict[tuple, str]:
+        """(H, W) -> the error that made a frame size fall back to torch."""
+        return dict(self._dropped)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        forced = _forced()
+        if forced == "torch" or not self._can_export(x):
+            return self.net(x, t)
+        size = tuple(x.shape[-2:])
+        if size in self._dropped:
+            return self.net(x, t)
+        try:
+            if forced == "onnxruntime":
+                return self._run_onnx(x, t)
+            runners = {"torch": lambda: self.net(x, t), "onnxruntime": lambda: self._run_onnx(x, t)}
+            choice = _timing.fastest("prior", x, self.sha256.encode(), runners)
+            return runners[choice]()
+        except Exception as err:  # noqa: BLE001 - any engine failure falls back to the torch network
+            if forced:
+                raise
+            reason = (str(err).strip().splitlines() or [""])[0][:200]  # the exporter's messages can hold tensors
+            self._dropped[size] = f"{type(err).__name__}: {reason}"
+            warnings.warn(f"svimg: the onnxruntime engine failed for {size[0]}x{size[1]} frames "
+                          f"({self._dropped[size]}); the torch network runs instead", RuntimeWarning, stacklevel=3)
+            return self.net(x, t)
+
+    def _can_export(self, x: torch.Tensor) -> bool:
+        """CPU float32 without autograd, weights with a sha256 (the cache key), ONNX Runtime installed, and no
+        dispatch mode active (one that watches torch's operations, e.g. a memory count, must see the torch network)."""
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and self.sha256 is not None
+                and not (torch.is_grad_enabled() and x.requires_grad) and _onnxruntime() is not None
+                and _get_current_dispatch_mode() is None)
+
+    def graph_path(self, size: tuple) -> Path:
+        return cache_dir() / "onnx" / self.sha256 / f"{size[0]}x{size[1]}.onnx"
+
+    def _session(self, x: torch.Tensor, t: torch.Tensor):
+        size, threads = tuple(x.shape[-2:]), torch.get_num_threads()
+        if (size, threads) not in self._sessions:
+            path = self.graph_path(size)
+            if not path.is_file():
+                self._export(x, t, path)
+            ort = _onnxruntime()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self._sessions[(size, threads)] = ort.InferenceSession(str(path), options,
+                                                                   providers=["CPUExecutionProvider"])
+        return self._sessions[(size, threads)]
+
+    def _export(self, x: torch.Tensor, t: torch.Tensor, path: Path) -> None:
+        """Export for x's (H, W) with a dynamic batch axis; written to a temporary name, then renamed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shape constants: intended
+            torch.onnx.export(self.net, (x[:1], t[:1]), str(tmp), input_names=["x", "t"], output_names=["eps"],
+                              dynamic_axes={"x": {0: "batch"}, "t": {0: "batch"}, "eps": {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+        os.replace(tmp, path)
+
+    def _run_onnx(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        session = self._session(x, t)
+        feed = {"x": x.detach().contiguous().numpy(), "t": t.detach().to(torch.int64).contiguous().numpy()}
+        return torch.from_numpy(session.run(None, feed)[0])
