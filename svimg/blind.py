@@ -314,7 +314,8 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = D
     if support is not None:
         _check_support(support)
     vol = to_volume(y, "y")
-    sigma_y, estimated = resolve_noise_std(check_noise_std(noise_std, sample_kwargs.get("gamma")), vol.tensor)
+    sigma_y, estimated = resolve_noise_std(check_noise_std(noise_std, sample_kwargs.get("gamma")), vol.tensor,
+                                           blind_along_t=boundary == "valid")
     scores = score_psfs(vol.tensor, candidates, boundary=boundary, noise_std=sigma_y)
     psf0 = scores[0][0]
     seed = secrets.randbits(63) if seed is None else seed

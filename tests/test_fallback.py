@@ -68,7 +68,7 @@ def test_dispatch_drops_a_kernel_that_raises_while_timed(monkeypatch):
     real = _dispatch._module
     monkeypatch.setattr(_dispatch, "_module", lambda name: fake if name == "cython" else real(name))
     x = torch.rand(6, 1, 4, 4)
-    psf = TemporalPSF(3)
+    psf = TemporalPSF(3, boundary="circular")  # time_apply takes a square T x T matrix
     expected = torch.tensor(psf.matrix(6), dtype=torch.float32) @ x.reshape(6, -1)
     with pytest.warns(RuntimeWarning, match=r"time backend 'cython' failed .*illegal instruction in the injected"):
         out = _dispatch.time_apply(x, psf.matrix(6))
@@ -87,7 +87,7 @@ def test_dispatch_raises_when_the_only_other_candidate_fails_too(monkeypatch):
     monkeypatch.setattr(_dispatch, "_module", lambda name: fake if name == "cython" else real(name))
     monkeypatch.setattr(_dispatch, "_apply_with", lambda backend, *a: _broken(f"{backend} broke")())
     with pytest.warns(RuntimeWarning, match="'cython' failed"), pytest.raises(RuntimeError, match="torch broke"):
-        _dispatch.time_apply(torch.rand(4, 3), TemporalPSF(3).matrix(4))
+        _dispatch.time_apply(torch.rand(4, 3), TemporalPSF(3, boundary="circular").matrix(4))
 
 
 class _EngineFailing:

@@ -1,11 +1,19 @@
 """The data-consistency step of one sampling step, in [0, 1] units, over the whole video.
 
-Starting from the denoised estimate x0, a few iterations on the normal system
+This module owns every term of the data step and its weight.  Starting from the
+denoised estimate x0, a few iterations on the normal system
 (:func:`svimg.solvers.normal_system`)::
 
-    A^T A x = A^T y                                (noise-free)
-    (I + gamma A^T A) x = x0 + gamma A^T y         (noisy data: the paper's fixed gamma, or
-                                                    gamma = w_t from noise_std, see noise_level)
+    A^T A x = A^T y                                       (noise-free)
+    (I + gamma A^T A) x = x0 + gamma A^T y                (the paper's fixed gamma)
+    (I + w_t (A^T A + D_t^T diag(lam_i) D_t)) x           (noise level sigma_y known or estimated:
+        = x0 + w_t A^T y                                   w_t = s_t^2 / sigma_y^2, see noise_level)
+
+The last line is the MAP problem of the step with a Gaussian model of the frame-to-frame
+differences D_t x (:func:`temporal_weights`): a per-frame image prior cannot see patterns
+along time (flicker; with a "valid" temporal PSF, ``support - 1`` sequences per pixel that
+no measurement constrains), and this term removes them where the measurement stands still
+while leaving motion alone.  lam is ``smooth_t`` (:data:`DEFAULT_SMOOTH_T`).
 
 Noise-free, the LAST data step is exact: ||r|| / ||r_0|| < 1e-6.  When A is
 separable (one matrix per axis: temporal PSFs, the blur, downsampling and their
@@ -14,7 +22,7 @@ products) and the solver is CG, it is one direct solve in the eigenbasis of A^T 
 solve, CG runs until the tolerance (at most ``final_iters`` iterations).  Either
 way the result fits the data while keeping the prior's content where A is
 (nearly) blind.  The sampler picks the data step's dtype
-(:func:`svimg.sampling.memory.working_set`): float64 on the CPU where it fits
+(:func:`svimg.sampling.budget.working_set`): float64 on the CPU where it fits
 (the prior network stays float32), else the input's dtype, as on CUDA
 (float64 inner products in either case).
 
@@ -27,17 +35,18 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 
 from ..solvers.cg import _dot, conjugate_gradient, normal_system
 from ..solvers.eigenbasis import eigenbasis_solve
 from .noise_level import map_weight
 
-__all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DataStep", "data_step",
-           "steepest_descent"]
+__all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DEFAULT_SMOOTH_T", "EDGE_NOISE_RATIO", "DataStep",
+           "data_step", "steepest_descent", "temporal_weights"]
 
 SOLVERS = ("cg", "gd")
+DEFAULT_SMOOTH_T = 0.3  # lam of temporal_weights; chosen on development clips (benchmarks/README.md)
+EDGE_NOISE_RATIO = 0.25  # eps / sigma_y of temporal_weights; chosen on development clips (benchmarks/README.md)
 FINAL_RTOL = 1e-6
 DEFAULT_FINAL_CG_ITERS = 300
 
@@ -87,33 +96,29 @@ def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float |
     return _solve(op, y, x0, n_iter, gamma, solver, tol)[0]
 
 
-def motion_adaptive_smoothness(y: torch.Tensor, sigma_y: float, kappa: float, x_shape) -> torch.Tensor | float:
-    """lam_p = sigma_y^2 / tau_p^2 (EXPERIMENT)."""
-    import os
-    mode = os.environ.get("SVIMG_SMOOTH_MODE", "pixel")
-    if mode == "const":
-        return kappa
-    if mode == "guided":
-        T_x = x_shape[0]
-        lead = (T_x - y.shape[0]) - (T_x - y.shape[0]) // 2
-        d = torch.diff(y.to(torch.float64), dim=0).abs().mean(dim=1, keepdim=True)  # (T_y - 1, 1, H, W)
-        idx = torch.clamp(torch.arange(T_x - 1) - lead, 0, d.shape[0] - 1)
-        eps = float(os.environ.get("SVIMG_GUIDE_EPS", "2")) * sigma_y
-        g = d[idx]
-        return kappa / torch.sqrt(1 + (g / eps) ** 2)
+def temporal_weights(y: torch.Tensor, sigma_y: float, lam: float, x_shape) -> torch.Tensor:
+    """The temporal term's weight of every frame-to-frame difference of x, guided by the measurement::
+
+        lam_i = lam / sqrt(1 + (g_i / eps)^2),    eps = EDGE_NOISE_RATIO * sigma_y
+
+    where g_i is |y[t + 1] - y[t]| (mean over channels) for the measured pair t centred on the
+    unknown pair i (t = i - lead, clamped to the measured pairs; ``lead`` the first margin of
+    a "valid" PSF).  Where y stands still the smoothing is lam; where it changes by more
+    than its noise the weight falls like lam eps / |g| (an iteratively reweighted total
+    variation along t, weighted by y, which a per-frame prior's flicker does not reach).
+    y of another frame size than x (spatial pooling) has g resized to x's frames (nearest).
+    Returns a (T_x - 1, 1, H, W) tensor.
+    """
+    T_x, H, W = x_shape[0], x_shape[-2], x_shape[-1]
     if y.shape[0] < 2:
-        return 0.0
-    import scipy.ndimage
-    d = torch.diff(y.to(torch.float64), dim=0)
-    energy = (d * d).mean(dim=(0, 1)).cpu().numpy()
-    if mode == "global" or tuple(y.shape[-2:]) != tuple(x_shape[-2:]):
-        energy = np.full(energy.shape, energy.mean()) if mode == "global" else None
-    if energy is None:
-        return float(sigma_y**2 / (kappa * max(float((d * d).mean()) - 2 * sigma_y**2, 0.1 * sigma_y**2)))
-    energy = scipy.ndimage.gaussian_filter(energy, float(os.environ.get("SVIMG_SMOOTH_SIGMA", "2")), mode="nearest")
-    excess = np.maximum(energy - 2 * sigma_y**2, 0.1 * sigma_y**2)
-    lam = sigma_y**2 / (kappa * excess)
-    return torch.as_tensor(lam, dtype=y.dtype, device=y.device)[None, None]
+        return torch.full((max(T_x - 1, 0), 1, H, W), lam, dtype=y.dtype, device=y.device)
+    g = torch.diff(y, dim=0).abs().mean(dim=1, keepdim=True)
+    if tuple(g.shape[-2:]) != (H, W):
+        g = torch.nn.functional.interpolate(g, size=(H, W), mode="nearest")
+    lead = (T_x - y.shape[0]) - (T_x - y.shape[0]) // 2
+    pairs = torch.clamp(torch.arange(T_x - 1, device=y.device) - lead, 0, g.shape[0] - 1)
+    eps = EDGE_NOISE_RATIO * sigma_y
+    return lam / torch.sqrt(1 + (g[pairs] / eps) ** 2)
 
 
 class DataStep:
@@ -132,7 +137,8 @@ class DataStep:
                  spread: float | None = None):
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
         self.y = y if dtype is None else y.to(dtype)
-        self.smooth = smooth if not sigma_y or not smooth else motion_adaptive_smoothness(self.y, sigma_y, smooth, op.input_shape(tuple(y.shape)))
+        self.smooth = temporal_weights(self.y, sigma_y, smooth, op.input_shape(tuple(y.shape))) \
+            if sigma_y and smooth else 0.0
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = spread  # the prior's spread: noise_level.PRIOR_SPREAD when None
         self.final_residual: float | None = None
@@ -159,9 +165,8 @@ class DataStep:
         start = x0.to(self.y.dtype)
         if last and gamma is None:
             return self._exact(start).to(x0.dtype)
-        smooth = self.smooth if gamma is not None else 0.0
         x, history = _solve(self.op, self.y, start, self.n_iter, gamma, self.solver, self.tol, aty=self.aty,
-                            smooth=smooth)
+                            smooth=self.smooth)
         if last:
             self.final_residual, self.final_method = _relative(history), self.solver
         return x.to(x0.dtype)

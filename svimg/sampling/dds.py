@@ -29,7 +29,7 @@ import torch
 from .._provenance import provenance
 from .._validate import check_gamma, check_positive_int, check_positive_number, check_unit_interval
 from ._common import check_choice, check_flag, prepare_run, progress_bar
-from .data_step import DEFAULT_FINAL_CG_ITERS, SOLVERS, DataStep
+from .data_step import DEFAULT_FINAL_CG_ITERS, DEFAULT_SMOOTH_T, SOLVERS, DataStep
 from .noise_level import AUTO, check_noise_std, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
@@ -39,7 +39,6 @@ __all__ = ["sample", "dds_step", "run_dds", "tweedie", "DEFAULT_NFE", "DEFAULT_E
 DEFAULT_NFE = 20
 DEFAULT_ETA = 0.15
 DEFAULT_CG_ITERS = 5
-DEFAULT_SMOOTH_T = 0.03  # lam of the temporal term; tuned on development clips (benchmarks/recorded.py)
 
 Tensor = torch.Tensor
 
@@ -81,7 +80,7 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
 
     ``x_T`` is overwritten (the loop works in its memory).  Alive at once during
     a step: x (reused for x0), eps, the data step's vectors and y; see
-    :data:`svimg.sampling.memory.SAMPLER_VOLUMES`.
+    :data:`svimg.sampling.budget.SAMPLER_VOLUMES`.
     ``callback(step, t, x0_hat)`` (x0_hat in [0, 1] units, a tensor of its own)
     runs after every step; an exception it raises ends the loop and propagates.
     """
@@ -141,10 +140,12 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
         A^T A when A is separable (temporal PSFs, blur, downsampling and their products;
         :mod:`svimg.solvers.eigenbasis`), else CG until the tolerance.
     smooth_t : float >= 0
-        lam of the temporal term in every noisy data step,
-        (I + w_t (A^T A + lam D_t^T D_t)) x = x0 + w_t A^T y, D_t the frame-to-frame difference:
-        it removes what a per-frame image prior cannot see (flicker, the null space of a
-        "valid" temporal PSF).  0 turns it off; noise-free data steps do not use it.
+        lam of the temporal term in every data step weighted by ``noise_std``,
+        (I + w_t (A^T A + D_t^T diag(lam_i) D_t)) x = x0 + w_t A^T y, D_t the frame-to-frame
+        difference and lam_i = lam / sqrt(1 + (g_i / eps)^2) guided by the measurement's own
+        changes g_i (:func:`~svimg.sampling.data_step.temporal_weights`): it removes what a
+        per-frame image prior cannot see (flicker, the null space of a "valid" temporal PSF)
+        and leaves motion alone.  0 turns it off; noise-free and fixed-``gamma`` steps do not use it.
     noise : {"batch", "initial", "independent"}
         Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
     solver : {"cg", "gd"}
@@ -181,7 +182,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     estimated, the last data step's relative residual and how it was solved, the seed and the prior's
     name and sha256).  Data steps run in float64 on the CPU (in y's dtype, with float64 inner
     products, when the float64 working set would take more than a quarter of the free memory:
-    :func:`svimg.sampling.memory.working_set`), in y's dtype on CUDA.
+    :func:`svimg.sampling.budget.working_set`), in y's dtype on CUDA.
     """
     eta = check_unit_interval(eta, "eta")
     cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
@@ -194,7 +195,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
                       batch_size=batch_size, device=device, progress=progress, callback=callback,
                       weighted=gamma is not None or noise_std is not None, channel_axis=channel_axis)
-    sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y)
+    sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y, blind_along_t=any(op.margins))
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
                        solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t,

@@ -53,13 +53,14 @@ PRIOR_SPREAD = 1.15e-3  # v above: benchmarks/results/noise_weight_tuning.json (
 
 
 def check_noise_std(noise_std, gamma=None):
-    """None, a number in [0, 0.5] or "auto"; ``gamma`` given as well is an error (two noise models at once).
+    """None, a number in [0, 0.5] or "auto"; with ``gamma`` (the paper's fixed weight) "auto", the
+    default, gives way to it (None) and a number is an error (two noise models at once).
 
     The bound 0.5 is the largest standard deviation any signal in [0, 1] can have (half its values at 0,
     half at 1): noise above it would drown every video, so a larger value is a units mistake (0-255).
     """
     largest = 0.5
-    if noise_std is None:
+    if noise_std is None or (gamma is not None and noise_std == AUTO):
         return None
     if gamma is not None:
         raise ValueError(f"noise_std and gamma are two ways to weight the data step; give one, got "
@@ -91,14 +92,18 @@ def estimate_noise_std(y: torch.Tensor) -> float:
     return min(spatial, temporal)
 
 
-def resolve_noise_std(noise_std, y: torch.Tensor) -> tuple[float | None, bool]:
+def resolve_noise_std(noise_std, y: torch.Tensor, blind_along_t: bool = False) -> tuple[float | None, bool]:
     """(sigma_y or None, estimated?) for a checked ``noise_std``; 0 counts as noise-free (None).
 
-    An estimate at or below :data:`QUANTIZATION_STD` (8-bit rounding alone) counts as noise-free.
+    An estimate at or below :data:`QUANTIZATION_STD` (8-bit rounding alone) counts as noise-free,
+    unless the operator is ``blind_along_t`` (a "valid" temporal PSF, whose null space along time
+    only the noisy data step's temporal term fills): then the rounding is the noise, QUANTIZATION_STD.
     """
     if noise_std == AUTO:
         sigma = estimate_noise_std(y)
-        return (sigma if sigma > QUANTIZATION_STD else None), True
+        if sigma <= QUANTIZATION_STD:
+            return (QUANTIZATION_STD if blind_along_t else None), True
+        return sigma, True
     return (noise_std or None), False
 
 

@@ -491,7 +491,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     for a, w in zip(starts, weights):
         total[a:a + span] += w
     dtype = np.float64 if first.dtype == torch.float64 else np.float32
-    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window))
+    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window), any(op.margins))
 
     store = None
     if out is not None:
@@ -568,7 +568,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _window_noise_std(sample_kwargs: dict, read_first_window):
+def _window_noise_std(sample_kwargs: dict, read_first_window, blind_along_t: bool = False):
     """The noise level every window uses: ``noise_std`` as given, else :func:`svimg.sample`'s default; "auto" is
     estimated once from ``read_first_window()`` (None: noise-free)."""
     from . import sample
@@ -577,7 +577,7 @@ def _window_noise_std(sample_kwargs: dict, read_first_window):
     gamma = sample_kwargs.get("gamma")
     noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
     noise_std = check_noise_std(noise_std, gamma)
-    return resolve_noise_std(noise_std, read_first_window())[0] if noise_std == AUTO else noise_std
+    return resolve_noise_std(noise_std, read_first_window(), blind_along_t)[0] if noise_std == AUTO else noise_std
 
 
 def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:

@@ -53,16 +53,6 @@ class _NormalSystem:
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         n = self.op.normal(v)
-        import os
-        if os.environ.get("SVIMG_SMOOTH_MATRIX") and self.smooth:
-            T = v.shape[0]
-            M = self.op.kronecker(tuple(v.shape)).matrices[0]
-            P = np.eye(T) - np.linalg.pinv(M) @ M
-            if os.environ["SVIMG_SMOOTH_MATRIX"] == "nullL":
-                P = P @ laplacian_matrix(T) @ P
-            Pt = torch.as_tensor(P, dtype=v.dtype)
-            n.add_(torch.einsum("ts,s...->t...", Pt, v), alpha=float(self.smooth))
-            return n if self.gamma is None else v + self.gamma * n
         if isinstance(self.smooth, torch.Tensor):
             n.add_(temporal_laplacian(v, self.smooth))
         elif self.smooth:
