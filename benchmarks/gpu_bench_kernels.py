@@ -54,7 +54,8 @@ from svimg._kernels import triton_cg, triton_temporal as tt  # noqa: E402
 from svimg.ops import TemporalPSF  # noqa: E402
 from svimg.solvers.cg import _TorchCG, normal_system  # noqa: E402
 
-PSFS = {"uniform7": TemporalPSF(7), "uniform13": TemporalPSF(13), "gauss1": TemporalPSF.gaussian(1.0)}
+PSFS = {"uniform7": TemporalPSF(7, boundary="circular"), "uniform13": TemporalPSF(13, boundary="circular"),
+        "gauss1": TemporalPSF.gaussian(1.0, boundary="circular")}  # the paper's boundary: square T x T matrices
 OPS = ("forward", "adjoint", "normal")
 
 

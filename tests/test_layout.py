@@ -25,12 +25,17 @@ def rgb_gif_frames(tmp_path):
     return video[..., :3].astype(np.float32) / 255
 
 
+def measured(shape, op):
+    """The shape op's measurement of a video of ``shape`` has: sum(op.margins) frames fewer ("valid" PSF)."""
+    return (shape[0] - sum(op.margins), *shape[1:])
+
+
 def test_channels_last_numpy_needs_channel_axis_and_comes_back_channels_last(rgb_gif_frames):
     op = TemporalPSF(3)
     with pytest.raises(ValueError, match=r"looks channels-last \(T, H, W, C\).*channel_axis=-1"):
         svimg.forward_op(rgb_gif_frames, op)
     y = svimg.forward_op(rgb_gif_frames, op, channel_axis=-1)
-    assert y.shape == rgb_gif_frames.shape
+    assert y.shape == measured(rgb_gif_frames.shape, op)
     first = svimg.forward_op(np.ascontiguousarray(np.moveaxis(rgb_gif_frames, -1, 1)), op)
     np.testing.assert_allclose(np.moveaxis(first, 1, -1), y, rtol=1e-6)
     back = svimg.adjoint_op(y, op, channel_axis=-1)
@@ -42,9 +47,9 @@ def test_channels_last_numpy_needs_channel_axis_and_comes_back_channels_last(rgb
 def test_channels_last_tensor_and_sample_answer_in_the_callers_layout(rgb_gif_frames):
     op = TemporalPSF(3)
     yt = svimg.forward_op(torch.from_numpy(rgb_gif_frames), op, channel_axis=3)
-    assert isinstance(yt, torch.Tensor) and tuple(yt.shape) == rgb_gif_frames.shape
+    assert isinstance(yt, torch.Tensor) and tuple(yt.shape) == measured(rgb_gif_frames.shape, op)
     x = svimg.sample(yt.numpy(), op, GaussianPrior(channels=3), nfe=2, seed=0, progress=False, channel_axis=-1)
-    assert x.shape == rgb_gif_frames.shape
+    assert x.shape == tuple(yt.shape)  # the frames aligned with y
     reference = svimg.sample(np.ascontiguousarray(np.moveaxis(yt.numpy(), -1, 1)), op, GaussianPrior(channels=3),
                              nfe=2, seed=0, progress=False)
     np.testing.assert_allclose(np.moveaxis(reference, 1, -1), x, rtol=1e-5, atol=1e-6)
@@ -71,7 +76,7 @@ def test_tifffile_channels_last_stack(tmp_path):
     assert stack.shape == (5, 12, 10, 3)
     with pytest.raises(ValueError, match="channels-last"):
         svimg.forward_op(stack, TemporalPSF(3))
-    assert svimg.forward_op(stack, TemporalPSF(3), channel_axis=-1).shape == stack.shape
+    assert svimg.forward_op(stack, TemporalPSF(3), channel_axis=-1).shape == measured(stack.shape, TemporalPSF(3))
 
 
 def test_xarray_keeps_its_dims_and_refuses_channel_axis(rgb_gif_frames):
@@ -98,12 +103,14 @@ def test_baselines_and_metrics_take_the_same_layout(rgb_gif_frames):
     op = TemporalPSF(3)
     y = svimg.forward_op(rgb_gif_frames, op, channel_axis=-1)
     x = svimg.baselines.cg_only(y, op, n_iter=5, channel_axis=-1)
-    assert x.shape == rgb_gif_frames.shape
+    assert x.shape == y.shape  # the frames aligned with y
     first = svimg.baselines.cg_only(np.ascontiguousarray(np.moveaxis(y, -1, 1)), op, n_iter=5)
     np.testing.assert_allclose(np.moveaxis(first, 1, -1), x, rtol=1e-5, atol=1e-6)
-    assert svimg.baselines.admm_tv(y, op, n_iter=2, cg_iters=2, channel_axis=-1).shape == rgb_gif_frames.shape
-    scores = svimg.metrics.evaluate(x, rgb_gif_frames, channel_axis=-1)
-    assert scores == svimg.metrics.evaluate(np.moveaxis(x, -1, 1), np.moveaxis(rgb_gif_frames, -1, 1))
-    assert svimg.metrics.psnr(x, rgb_gif_frames, channel_axis=-1) == pytest.approx(scores["psnr"])
+    assert svimg.baselines.admm_tv(y, op, n_iter=2, cg_iters=2, channel_axis=-1).shape == y.shape
+    lead, trail = op.margins
+    truth = rgb_gif_frames[lead:rgb_gif_frames.shape[0] - trail]  # the clean frames x is aligned with
+    scores = svimg.metrics.evaluate(x, truth, channel_axis=-1)
+    assert scores == svimg.metrics.evaluate(np.moveaxis(x, -1, 1), np.moveaxis(truth, -1, 1))
+    assert svimg.metrics.psnr(x, truth, channel_axis=-1) == pytest.approx(scores["psnr"])
     with pytest.raises(ValueError, match="channels-last"):
-        svimg.metrics.psnr(x, rgb_gif_frames)
+        svimg.metrics.psnr(x, truth)

@@ -250,3 +250,17 @@ def test_flips_cycle_takes_one_mirror_per_timestep(tmp_path):
         torch.testing.assert_close(cycle.eps(x, torch.tensor([t, t])), mirrored(mirrors[k], torch.tensor([t, t])))
     first = cycle.eps(x, torch.tensor([900, 900]))  # t rose: a new run starts at the identity again
     torch.testing.assert_close(first, plain.eps(x, torch.tensor([900, 900])))
+
+
+def test_flips_cycle_run_does_not_depend_on_an_earlier_call_at_a_larger_t(tmp_path):
+    """A seeded sample with a "cycle" prior is the same after a stray eps call (a forecast's timing call at a
+    larger t, say): every sampler run restarts the cycle (NetworkPrior.start_descent)."""
+    import svimg
+
+    _, path = _tiny_checkpoint(tmp_path)
+    cycle = priors.adm(path, flips="cycle", **TINY)
+    op = svimg.ops.TemporalPSF(3)
+    y = op.forward(torch.rand(6, 3, 16, 16))
+    fresh = svimg.sample(y, op, cycle, nfe=4, seed=0, progress=False)
+    cycle.eps(torch.zeros(1, 3, 16, 16), torch.tensor([999]))  # t above the run's first step, 750
+    torch.testing.assert_close(svimg.sample(y, op, cycle, nfe=4, seed=0, progress=False), fresh)

@@ -52,8 +52,9 @@ class NetworkPrior:
     eps(x_t, t) = g_k eps_theta(g_k x_t, t), k = 0, 1, 2, 3, 0, ... over the four mirrors: the sampler
     averages over the mirrors along its steps at the cost of flips 1.  k counts the timesteps of
     the current descent: it advances when t falls, stays when t repeats (the frames of one step in
-    several batches) and restarts at 0 (the identity) when t rises (a new run), so a seeded run
-    gives the same result whatever ran before it or how its frames are batched.
+    several batches) and restarts at 0 (the identity) when t rises or :meth:`start_descent` is called
+    (every sampler run calls it first), so a seeded run gives the same result whatever ran before it
+    (another run, a forecast's timing call at a larger t) or how its frames are batched.
 
     The network runs through :class:`~svimg.priors.engine.NetworkEngine` (ONNX Runtime where it measured
     faster on this machine's CPU, else torch; the same result up to float rounding).
@@ -94,6 +95,10 @@ class NetworkPrior:
     def calls_per_eps(self) -> int:
         """Network calls one ``eps`` makes (1 for CYCLE)."""
         return 1 if self._flips == CYCLE else self._flips
+
+    def start_descent(self) -> None:
+        """Begin a new run: flips "cycle" takes the identity mirror next, whatever eps calls came before."""
+        self._descent = (None, 0)
 
     def _mirrors(self, t: torch.Tensor) -> tuple:
         """The mirror images of this call: all of ``flips``, or CYCLE's one for timestep ``max(t)``."""

@@ -166,6 +166,8 @@ def prepare_run(y, op, prior, *, nfe, noise, seed, generator, x_T, batch_size, d
     check_callback(callback, "callback(step, t, x0_hat)")
     gen, seed_used = make_generator(seed, generator)
     prior = resolve_prior(prior, problem.device)
+    if hasattr(prior, "start_descent"):  # a cached prior's flips "cycle" restarts: a seeded run is reproducible
+        prior.start_descent()
     volume = int(np.prod(problem.x_shape)) * problem.y.element_size()
     data_dtype, volumes = working_set(problem.device, problem.dtype, volume, weighted)
     auto = AutoBatch(volumes + 1, problem.device) if batch_size is None else None
