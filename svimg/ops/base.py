@@ -75,6 +75,11 @@ class LinearOperator:
         return None
 
     @property
+    def support_t(self) -> int:
+        """Input frames one measured frame depends on (1 for a per-frame operator)."""
+        return 1
+
+    @property
     def margins(self) -> tuple[int, int]:
         """(lead, trail): input frames before the first and after the last measured frame's own.
 
@@ -172,6 +177,10 @@ class Composed(LinearOperator):
         (a, b), (c, d) = self.outer.margins, self.inner.margins
         return (a + c, b + d)
 
+    @property
+    def support_t(self):
+        return self.outer.support_t + self.inner.support_t - 1
+
     def factors(self) -> list[LinearOperator]:
         """The chain of operators, outermost first."""
         left = self.outer.factors() if isinstance(self.outer, Composed) else [self.outer]
@@ -210,6 +219,10 @@ class Scaled(LinearOperator):
     @property
     def margins(self):
         return self.op.margins
+
+    @property
+    def support_t(self):
+        return self.op.support_t
 
     def __repr__(self):
         return f"{self.scale:g} * {self.op!r}"

@@ -118,6 +118,10 @@ class TemporalPSF(LinearOperator):
         return self.kernel.size
 
     @property
+    def support_t(self) -> int:
+        return self.support
+
+    @property
     def margins(self) -> tuple[int, int]:
         """(lead, trail): unknown frames before the first and after the last measured exposure's centre.
 

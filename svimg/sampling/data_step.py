@@ -13,7 +13,8 @@ The last line is the MAP problem of the step with a Gaussian model of the frame-
 differences D_t x (:func:`temporal_weights`): a per-frame image prior cannot see patterns
 along time (flicker; with a "valid" temporal PSF, ``support - 1`` sequences per pixel that
 no measurement constrains), and this term removes them where the measurement stands still
-while leaving motion alone.  lam is ``smooth_t`` (:data:`DEFAULT_SMOOTH_T`).
+while leaving motion alone.  lam follows from ``smooth_t`` (:data:`DEFAULT_SMOOTH_T`) and the
+temporal support (:func:`smooth_lambda`).
 
 Noise-free, the LAST data step is exact: ||r|| / ||r_0|| < 1e-6.  When A is
 separable (one matrix per axis: temporal PSFs, the blur, downsampling and their
@@ -33,6 +34,7 @@ all frames at once: the temporal PSF couples them.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -42,10 +44,10 @@ from ..solvers.eigenbasis import eigenbasis_solve
 from .noise_level import map_weight
 
 __all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DEFAULT_SMOOTH_T", "EDGE_NOISE_RATIO", "DataStep",
-           "data_step", "steepest_descent", "temporal_weights"]
+           "data_step", "smooth_lambda", "steepest_descent", "temporal_weights"]
 
 SOLVERS = ("cg", "gd")
-DEFAULT_SMOOTH_T = 0.3  # lam of temporal_weights; chosen on development clips (benchmarks/README.md)
+DEFAULT_SMOOTH_T = 0.225  # smooth_lambda's penalty: lam 0.30 at 7 frames; chosen on development clips (benchmarks/README.md)
 EDGE_NOISE_RATIO = 0.25  # eps / sigma_y of temporal_weights; chosen on development clips (benchmarks/README.md)
 FINAL_RTOL = 1e-6
 DEFAULT_FINAL_CG_ITERS = 300
@@ -96,6 +98,16 @@ def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float |
     return _solve(op, y, x0, n_iter, gamma, solver, tol)[0]
 
 
+def smooth_lambda(smooth_t: float, support: int) -> float:
+    """lam = smooth_t / (2 sin(pi / s))^2 for a temporal support of s frames (s >= 2; 2 for per-frame operators).
+
+    (2 sin(pi / s))^2 is ||D_t p||^2 / ||p||^2 for the slowest pattern of period s, the slowest
+    one a box exposure of s frames cannot see: ``smooth_t`` is the penalty on it, the same for
+    every exposure (lam 0.30 at 7 frames, 1.0 at 13 for the default).
+    """
+    return smooth_t / (2 * math.sin(math.pi / max(support, 2))) ** 2
+
+
 def temporal_weights(y: torch.Tensor, sigma_y: float, lam: float, x_shape) -> torch.Tensor:
     """The temporal term's weight of every frame-to-frame difference of x, guided by the measurement::
 
@@ -137,8 +149,8 @@ class DataStep:
                  spread: float | None = None):
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
         self.y = y if dtype is None else y.to(dtype)
-        self.smooth = temporal_weights(self.y, sigma_y, smooth, op.input_shape(tuple(y.shape))) \
-            if sigma_y and smooth else 0.0
+        self.smooth = temporal_weights(self.y, sigma_y, smooth_lambda(smooth, op.support_t),
+                                       op.input_shape(tuple(y.shape))) if sigma_y and smooth else 0.0
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = spread  # the prior's spread: noise_level.PRIOR_SPREAD when None
         self.final_residual: float | None = None

@@ -140,12 +140,14 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
         A^T A when A is separable (temporal PSFs, blur, downsampling and their products;
         :mod:`svimg.solvers.eigenbasis`), else CG until the tolerance.
     smooth_t : float >= 0
-        lam of the temporal term in every data step weighted by ``noise_std``,
+        The temporal term of every data step weighted by ``noise_std``,
         (I + w_t (A^T A + D_t^T diag(lam_i) D_t)) x = x0 + w_t A^T y, D_t the frame-to-frame
         difference and lam_i = lam / sqrt(1 + (g_i / eps)^2) guided by the measurement's own
-        changes g_i (:func:`~svimg.sampling.data_step.temporal_weights`): it removes what a
-        per-frame image prior cannot see (flicker, the null space of a "valid" temporal PSF)
-        and leaves motion alone.  0 turns it off; noise-free and fixed-``gamma`` steps do not use it.
+        changes g_i (:func:`~svimg.sampling.data_step.temporal_weights`), lam = smooth_t /
+        (2 sin(pi / s))^2 for a temporal support of s frames (:func:`~svimg.sampling.data_step.smooth_lambda`):
+        it removes what a per-frame image prior cannot see (flicker, the null space of a
+        "valid" temporal PSF) and leaves motion alone.  0 turns it off; noise-free and
+        fixed-``gamma`` steps do not use it.
     noise : {"batch", "initial", "independent"}
         Which draws are shared over frames (:mod:`svimg.sampling.noise`); "batch" is the method.
     solver : {"cg", "gd"}

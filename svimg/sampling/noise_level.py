@@ -101,7 +101,7 @@ def resolve_noise_std(noise_std, y: torch.Tensor, blind_along_t: bool = False) -
     """
     if noise_std == AUTO:
         sigma = estimate_noise_std(y)
-        if sigma <= QUANTIZATION_STD:
+        if not sigma > QUANTIZATION_STD:  # NaN too: a blank measurement has no noise to estimate
             return (QUANTIZATION_STD if blind_along_t else None), True
         return sigma, True
     return (noise_std or None), False
