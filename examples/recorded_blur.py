@@ -17,6 +17,7 @@ of the whole clip for the input and for the restoration.
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 
@@ -45,7 +46,8 @@ def main(argv=None) -> dict:
     op = TemporalPSF(args.exposure)                       # boundary="valid": cut from a longer recording
     y, truth = svimg.data.record(sharp, op, noise_std=0.01, bits=8, seed=0)
     x = svimg.sample(y, op, nfe=args.nfe, seed=0)       # noise_std="auto": estimated from y
-    result = {"frames": int(y.shape[0]), "noise_std": x.attrs["noise_std"],
+    params = json.loads(x.attrs["svimg_parameters"])  # the provenance svimg.sample records
+    result = {"frames": int(y.shape[0]), "noise_std": params["noise_std"],
               "input": video_psnr(y, truth), "svimg": video_psnr(x, truth)}
     print(f"{args.clip}[{args.start}:{args.start + args.frames}], exposure {args.exposure}: "
           f"{result['frames']} recorded frames, estimated noise {result['noise_std']:.4f}")

@@ -105,3 +105,16 @@ def test_temporal_weights_follow_a_pooled_measurement_onto_the_restored_grid():
     w = temporal_weights(y, 0.01, 0.3, op.input_shape(tuple(y.shape)))
     assert w.shape == (4, 1, 4, 4)
     torch.testing.assert_close(w[:, :, 0::2, 0::2], w[:, :, 1::2, 1::2])
+
+
+def test_recorded_blur_example_runs_and_reports_what_it_measured(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "recorded_blur.py"
+    spec = importlib.util.spec_from_file_location("recorded_blur", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--frames", "10", "--pool", "8", "--exposure", "3", "--nfe", "2"])
+    assert result["frames"] == 8 and result["noise_std"] > 0  # 10 sharp frames, exposure 3; noise estimated
+    assert f"PSNR  degraded {result['input']:.2f} dB   svimg {result['svimg']:.2f} dB" in capsys.readouterr().out
