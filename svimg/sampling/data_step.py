@@ -99,11 +99,12 @@ def data_step(op, y: torch.Tensor, x0: torch.Tensor, n_iter: int, gamma: float |
 
 
 def smooth_lambda(smooth_t: float, support: int) -> float:
-    """lam = smooth_t / (2 sin(pi / s))^2 for a temporal support of s frames (s >= 2; 2 for per-frame operators).
+    """lam = smooth_t / (2 sin(pi / s))^2 for a temporal support of s frames (s >= 2).
 
     (2 sin(pi / s))^2 is ||D_t p||^2 / ||p||^2 for the slowest pattern of period s, the slowest
-    one a box exposure of s frames cannot see: ``smooth_t`` is the penalty on it, the same for
-    every exposure (lam 0.30 at 7 frames, 1.0 at 13 for the default).
+    one a "valid" box exposure of s frames cannot see: ``smooth_t`` is the penalty on it, the same
+    for every exposure (lam 0.30 at 7 frames, 0.98 at 13 for the default).  An operator that sees
+    every pattern (another boundary, or no temporal PSF) counts as s = 2: lam = smooth_t / 4.
     """
     return smooth_t / (2 * math.sin(math.pi / max(support, 2))) ** 2
 
@@ -149,7 +150,8 @@ class DataStep:
                  spread: float | None = None):
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
         self.y = y if dtype is None else y.to(dtype)
-        self.smooth = temporal_weights(self.y, sigma_y, smooth_lambda(smooth, op.support_t),
+        unseen = op.support_t if any(op.margins) else 1  # only a "valid" PSF leaves patterns unseen
+        self.smooth = temporal_weights(self.y, sigma_y, smooth_lambda(smooth, unseen),
                                        op.input_shape(tuple(y.shape))) if sigma_y and smooth else 0.0
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = spread  # the prior's spread: noise_level.PRIOR_SPREAD when None
