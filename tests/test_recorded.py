@@ -118,3 +118,18 @@ def test_recorded_blur_example_runs_and_reports_what_it_measured(capsys):
     result = example.main(["--frames", "10", "--pool", "8", "--exposure", "3", "--nfe", "2"])
     assert result["frames"] == 8 and result["noise_std"] > 0  # 10 sharp frames, exposure 3; noise estimated
     assert f"PSNR  degraded {result['input']:.2f} dB   svimg {result['svimg']:.2f} dB" in capsys.readouterr().out
+
+
+def test_temporal_weight_penalises_the_slowest_unseen_pattern_alike_for_every_exposure():
+    from svimg.sampling.data_step import DEFAULT_SMOOTH_T, DataStep, smooth_lambda
+    from svimg.sampling.schedule import DDSSchedule
+    from svimg.priors.schedule import linear_betas
+
+    for s in (7, 13):  # D_t^T D_t on the period-s pattern cos(2 pi t / s): eigenvalue (2 sin(pi / s))^2
+        assert smooth_lambda(DEFAULT_SMOOTH_T, s) * (2 * np.sin(np.pi / s)) ** 2 == pytest.approx(DEFAULT_SMOOTH_T)
+    schedule, y = DDSSchedule(4, linear_betas()), torch.full((6, 1, 2, 2), 0.5, dtype=torch.float64)
+    valid = DataStep(TemporalPSF(13), y, schedule, n_iter=1, sigma_y=0.01, smooth=DEFAULT_SMOOTH_T)
+    circular = DataStep(TemporalPSF(13, boundary="circular"), y, schedule, n_iter=1, sigma_y=0.01,
+                        smooth=DEFAULT_SMOOTH_T)
+    assert float(valid.smooth.max()) == pytest.approx(smooth_lambda(DEFAULT_SMOOTH_T, 13))
+    assert float(circular.smooth.max()) == pytest.approx(DEFAULT_SMOOTH_T / 4)  # it sees every pattern

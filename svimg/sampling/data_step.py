@@ -47,7 +47,7 @@ __all__ = ["SOLVERS", "FINAL_RTOL", "DEFAULT_FINAL_CG_ITERS", "DEFAULT_SMOOTH_T"
            "data_step", "smooth_lambda", "steepest_descent", "temporal_weights"]
 
 SOLVERS = ("cg", "gd")
-DEFAULT_SMOOTH_T = 0.225  # smooth_lambda's penalty: lam 0.30 at 7 frames; chosen on development clips (benchmarks/README.md)
+DEFAULT_SMOOTH_T = 0.225  # smooth_lambda's penalty (lam 0.30 at 7 frames); chosen on development clips, benchmarks/README.md
 EDGE_NOISE_RATIO = 0.25  # eps / sigma_y of temporal_weights; chosen on development clips (benchmarks/README.md)
 FINAL_RTOL = 1e-6
 DEFAULT_FINAL_CG_ITERS = 300
