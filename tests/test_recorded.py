@@ -88,12 +88,16 @@ def test_temporal_weights_smooth_where_y_stands_still_and_spare_its_changes():
     y = torch.full((6, 3, 2, 2), 0.5, dtype=torch.float64)
     y[4:, :, 0, 0] = 0.9  # pixel (0, 0) changes between measured frames 3 and 4
     op = TemporalPSF(5)  # margins (2, 2): unknown pair i sits on measured pair i - 2
-    w = temporal_weights(y, sigma, lam, op.input_shape(tuple(y.shape)))
+    w = temporal_weights(y, sigma, lam, op.input_shape(tuple(y.shape)), op.margins[0])
     assert w.shape == (9, 1, 2, 2)
     torch.testing.assert_close(w[:, 0, 1, 1], torch.full((9,), lam, dtype=torch.float64))
     eps = EDGE_NOISE_RATIO * sigma
     assert float(w[5, 0, 0, 0]) == pytest.approx(lam / np.sqrt(1 + (0.4 / eps) ** 2))
     assert float(w[4, 0, 0, 0]) == pytest.approx(lam) and float(w[6, 0, 0, 0]) == pytest.approx(lam)
+    even = TemporalPSF(4)  # margins (1, 2): an even exposure is not centred, pair i sits on measured pair i - 1
+    w = temporal_weights(y, sigma, lam, even.input_shape(tuple(y.shape)), even.margins[0])
+    assert w.shape == (8, 1, 2, 2) and float(w[4, 0, 0, 0]) < 0.1 * lam
+    assert float(w[3, 0, 0, 0]) == pytest.approx(lam) and float(w[5, 0, 0, 0]) == pytest.approx(lam)
 
 
 def test_temporal_weights_follow_a_pooled_measurement_onto_the_restored_grid():

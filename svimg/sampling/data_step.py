@@ -109,14 +109,14 @@ def smooth_lambda(smooth_t: float, support: int) -> float:
     return smooth_t / (2 * math.sin(math.pi / max(support, 2))) ** 2
 
 
-def temporal_weights(y: torch.Tensor, sigma_y: float, lam: float, x_shape) -> torch.Tensor:
+def temporal_weights(y: torch.Tensor, sigma_y: float, lam: float, x_shape, lead: int = 0) -> torch.Tensor:
     """The temporal term's weight of every frame-to-frame difference of x, guided by the measurement::
 
         lam_i = lam / sqrt(1 + (g_i / eps)^2),    eps = EDGE_NOISE_RATIO * sigma_y
 
     where g_i is |y[t + 1] - y[t]| (mean over channels) for the measured pair t centred on the
-    unknown pair i (t = i - lead, clamped to the measured pairs; ``lead`` the first margin of
-    a "valid" PSF).  Where y stands still the smoothing is lam; where it changes by more
+    unknown pair i (t = i - lead, clamped to the measured pairs; ``lead`` the operator's first
+    margin, ``op.margins[0]``).  Where y stands still the smoothing is lam; where it changes by more
     than its noise the weight falls like lam eps / |g| (an iteratively reweighted total
     variation along t, weighted by y, which a per-frame prior's flicker does not reach).
     y of another frame size than x (spatial pooling) has g resized to x's frames (nearest).
@@ -128,7 +128,6 @@ def temporal_weights(y: torch.Tensor, sigma_y: float, lam: float, x_shape) -> to
     g = torch.diff(y, dim=0).abs().mean(dim=1, keepdim=True)
     if tuple(g.shape[-2:]) != (H, W):
         g = torch.nn.functional.interpolate(g, size=(H, W), mode="nearest")
-    lead = (T_x - y.shape[0]) - (T_x - y.shape[0]) // 2
     pairs = torch.clamp(torch.arange(T_x - 1, device=y.device) - lead, 0, g.shape[0] - 1)
     eps = EDGE_NOISE_RATIO * sigma_y
     return lam / torch.sqrt(1 + (g[pairs] / eps) ** 2)
@@ -151,8 +150,8 @@ class DataStep:
         self.op, self.schedule, self.n_iter, self.solver, self.tol = op, schedule, n_iter, solver, tol
         self.y = y if dtype is None else y.to(dtype)
         unseen = op.support_t if any(op.margins) else 1  # only a "valid" PSF leaves patterns unseen
-        self.smooth = temporal_weights(self.y, sigma_y, smooth_lambda(smooth, unseen),
-                                       op.input_shape(tuple(y.shape))) if sigma_y and smooth else 0.0
+        self.smooth = temporal_weights(self.y, sigma_y, smooth_lambda(smooth, unseen), op.input_shape(tuple(y.shape)),
+                                       op.margins[0]) if sigma_y and smooth else 0.0
         self.gamma, self.sigma_y, self.final_iters = gamma, sigma_y, final_iters
         self.v = spread  # the prior's spread: noise_level.PRIOR_SPREAD when None
         self.final_residual: float | None = None
