@@ -35,8 +35,9 @@ def provenance(operation: str, op=None, **params) -> dict:
 
 def with_record(attrs: dict, record: dict) -> dict:
     """``attrs`` updated by a new ``record`` (:func:`provenance`), its CF ``history`` line appended to the
-    ``history`` already in ``attrs`` (one line per step, oldest first, as CF asks)."""
-    merged = {**attrs, **record}
+    ``history`` already in ``attrs`` (one line per step, oldest first, as CF asks).  A decoder's ``codec``
+    is dropped: the result is no longer the frames it decoded."""
+    merged = {k: v for k, v in {**attrs, **record}.items() if k != "codec"}  # no longer the decoded frames
     previous, new = attrs.get("history"), record.get("history")
     if previous and new:
         merged["history"] = f"{previous}\n{new}"

@@ -306,7 +306,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = D
     """
     from ._device import resolve_device
     from .sampling._common import resolve_prior
-    from .sampling.noise_level import check_noise_std, resolve_noise_std
+    from .sampling.noise_level import check_noise_std, noise_floor, resolve_noise_std
 
     if "generator" in sample_kwargs:
         raise TypeError("blind.sample takes seed=, not generator=: both stages use the same seed")
@@ -315,7 +315,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = D
         _check_support(support)
     vol = to_volume(y, "y")
     sigma_y, estimated = resolve_noise_std(check_noise_std(noise_std, sample_kwargs.get("gamma")), vol.tensor,
-                                           blind_along_t=boundary == "valid")
+                                           blind_along_t=boundary == "valid", floor=noise_floor(vol.attrs))
     scores = score_psfs(vol.tensor, candidates, boundary=boundary, noise_std=sigma_y)
     psf0 = scores[0][0]
     seed = secrets.randbits(63) if seed is None else seed

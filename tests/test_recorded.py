@@ -1,8 +1,11 @@
 """Recorded clips: svimg.data.record, the temporal term of the data step, and the defaults on a noisy stack."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import svimg
 from svimg.ops import TemporalPSF
@@ -81,34 +84,41 @@ def test_defaults_beat_the_input_on_a_noisy_recorded_stack():
     assert err(x) < 0.8 * err(without)  # the temporal term does it: without it the input wins
 
 
-def test_temporal_weights_smooth_where_y_stands_still_and_spare_its_changes():
+def test_temporal_weights_smooth_where_the_estimate_stands_still_and_spare_its_changes():
     from svimg.sampling.data_step import EDGE_NOISE_RATIO, temporal_weights
 
     sigma, lam = 0.01, 0.3
-    y = torch.full((6, 3, 2, 2), 0.5, dtype=torch.float64)
-    y[4:, :, 0, 0] = 0.9  # pixel (0, 0) changes between measured frames 3 and 4
-    op = TemporalPSF(5)  # margins (2, 2): unknown pair i sits on measured pair i - 2
-    w = temporal_weights(y, sigma, lam, op.input_shape(tuple(y.shape)), op.margins[0])
-    assert w.shape == (9, 1, 2, 2)
-    torch.testing.assert_close(w[:, 0, 1, 1], torch.full((9,), lam, dtype=torch.float64))
+    x = torch.full((6, 3, 2, 2), 0.5, dtype=torch.float64)
+    x[4:, :, 0, 0] = 0.9  # pixel (0, 0) changes between frames 3 and 4
+    x[:, 0, 1, 0] += 0.03 * torch.arange(6)  # pixel (1, 0) drifts in one channel: mean change 0.01
+    w = temporal_weights(x, sigma, lam)
+    assert w.shape == (5, 1, 2, 2)
+    torch.testing.assert_close(w[:, 0, 1, 1], torch.full((5,), lam, dtype=torch.float64))
     eps = EDGE_NOISE_RATIO * sigma
-    assert float(w[5, 0, 0, 0]) == pytest.approx(lam / np.sqrt(1 + (0.4 / eps) ** 2))
-    assert float(w[4, 0, 0, 0]) == pytest.approx(lam) and float(w[6, 0, 0, 0]) == pytest.approx(lam)
-    even = TemporalPSF(4)  # margins (1, 2): an even exposure is not centred, pair i sits on measured pair i - 1
-    w = temporal_weights(y, sigma, lam, even.input_shape(tuple(y.shape)), even.margins[0])
-    assert w.shape == (8, 1, 2, 2) and float(w[4, 0, 0, 0]) < 0.1 * lam
-    assert float(w[3, 0, 0, 0]) == pytest.approx(lam) and float(w[5, 0, 0, 0]) == pytest.approx(lam)
+    assert float(w[3, 0, 0, 0]) == pytest.approx(lam / np.sqrt(1 + (0.4 / eps) ** 2))
+    torch.testing.assert_close(w[[0, 1, 2, 4], 0, 0, 0], torch.full((4,), lam, dtype=torch.float64))
+    torch.testing.assert_close(w[:, 0, 1, 0], torch.full((5,), lam / np.sqrt(1 + (0.01 / eps) ** 2),
+                                                         dtype=torch.float64))
 
 
-def test_temporal_weights_follow_a_pooled_measurement_onto_the_restored_grid():
-    from svimg.ops import Downsample
-    from svimg.sampling.data_step import temporal_weights
+def test_the_data_step_reweights_the_temporal_term_from_its_own_estimate(monkeypatch):
+    import importlib
 
-    y = rand(5, 1, 2, 2)
-    op = Downsample(2) @ TemporalPSF(3, boundary="circular")
-    w = temporal_weights(y, 0.01, 0.3, op.input_shape(tuple(y.shape)))
-    assert w.shape == (4, 1, 4, 4)
-    torch.testing.assert_close(w[:, :, 0::2, 0::2], w[:, :, 1::2, 1::2])
+    from svimg.priors.schedule import linear_betas
+    from svimg.sampling.schedule import DDSSchedule
+
+    data_step = importlib.import_module("svimg.sampling.data_step")
+    seen = []
+    monkeypatch.setattr(data_step, "normal_system", lambda op, y, x0, gamma, aty, smooth: seen.append(smooth) or (
+        lambda v: v, x0))
+    schedule, op = DDSSchedule(4, linear_betas()), TemporalPSF(3)
+    y = torch.full((4, 1, 2, 2), 0.5, dtype=torch.float64)
+    step = data_step.DataStep(op, y, schedule, n_iter=1, sigma_y=0.01, smooth=0.2)
+    x0 = torch.full((6, 1, 2, 2), 0.5, dtype=torch.float64)
+    x0[3:, 0, 0, 0] = 0.9
+    step(x0, schedule.timesteps[0])
+    torch.testing.assert_close(seen[-1], data_step.temporal_weights(x0, 0.01, step.lam))
+    assert float(seen[-1][2, 0, 0, 0]) < 0.1 * step.lam  # the estimate's edge, not y's, is spared
 
 
 def test_recorded_blur_example_runs_and_reports_what_it_measured(capsys):
@@ -135,5 +145,26 @@ def test_temporal_weight_penalises_the_slowest_unseen_pattern_alike_for_every_ex
     valid = DataStep(TemporalPSF(13), y, schedule, n_iter=1, sigma_y=0.01, smooth=DEFAULT_SMOOTH_T)
     circular = DataStep(TemporalPSF(13, boundary="circular"), y, schedule, n_iter=1, sigma_y=0.01,
                         smooth=DEFAULT_SMOOTH_T)
-    assert float(valid.smooth.max()) == pytest.approx(smooth_lambda(DEFAULT_SMOOTH_T, 13))
-    assert float(circular.smooth.max()) == pytest.approx(DEFAULT_SMOOTH_T / 4)  # it sees every pattern
+    assert valid.lam == pytest.approx(smooth_lambda(DEFAULT_SMOOTH_T, 13))
+    assert circular.lam == pytest.approx(DEFAULT_SMOOTH_T / 4)  # it sees every pattern
+
+
+def test_a_lossy_decoded_video_gets_the_noise_floor_and_its_results_drop_the_codec(tmp_path):
+    from svimg.sampling.noise_level import AUTO, LOSSY_NOISE_FLOOR, noise_floor, resolve_noise_std
+
+    assert noise_floor({"codec": "h264"}) == LOSSY_NOISE_FLOOR and noise_floor({"codec": "FFV1"}) == 0.0
+    assert noise_floor({}) == 0.0 and noise_floor(None) == 0.0
+    flat = torch.full((5, 1, 8, 8), 0.5, dtype=torch.float64)  # estimates at 0
+    assert resolve_noise_std(AUTO, flat, floor=LOSSY_NOISE_FLOOR) == (LOSSY_NOISE_FLOOR, True)
+    assert resolve_noise_std(0.02, flat, floor=LOSSY_NOISE_FLOOR) == (0.02, False)  # a stated level stands
+
+    yy, xx = np.mgrid[0:16, 0:16] / 16
+    frames = np.repeat((0.2 + 0.5 * xx * yy)[None], 6, axis=0).astype(np.float32)
+    svimg.io.save(xr.DataArray(frames, dims=("t", "y", "x")), tmp_path / "clip.mp4")
+    decoded = svimg.io.load(tmp_path / "clip.mp4")
+    assert decoded.attrs["codec"] == "h264"
+    prior = GaussianPrior(mean=0.0, std=0.2, channels=1, dtype=torch.float64)
+    x = svimg.sample(decoded, TemporalPSF(3), prior, nfe=2, seed=0, progress=False)
+    params = json.loads(x.attrs["svimg_parameters"])
+    assert params["noise_std"] >= LOSSY_NOISE_FLOOR and params["noise_std_estimated"]
+    assert "codec" not in x.attrs  # the restoration is not what the codec decoded

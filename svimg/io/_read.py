@@ -81,7 +81,9 @@ def load(path, frames=None, size: int | None = None) -> xr.DataArray:
         by 65535), booleans become 0/1, floats are cast to float32 unscaled.
         Zarr, TIFF and .npy data stay lazy (dask) until computed.  Coordinates
         and attrs written by :func:`svimg.io.save` come back; a video's frame
-        rate is kept as ``attrs["fps"]``; a TIFF's pixel size and frame interval
+        rate is kept as ``attrs["fps"]`` and its codec as ``attrs["codec"]`` (a
+        lossy one sets the least noise level ``noise_std="auto"`` gives,
+        :func:`svimg.sampling.noise_level.noise_floor`); a TIFF's pixel size and frame interval
         (ImageJ, OME-XML, resolution tags: :mod:`svimg.io._physical`) become
         t/y/x coordinates with ``units``.  A z axis of length 1 is dropped and
         a single image becomes one frame.
@@ -280,6 +282,8 @@ def _read_video(path: Path, sel: slice) -> xr.DataArray:
         return xr.DataArray(np.zeros((0, H, W), np.uint8), dims=FRAME_DIMS)
     rgb = np.stack(frames)
     attrs = {"fps": float(meta["fps"])} if meta.get("fps") else {}
+    if meta.get("codec"):
+        attrs["codec"] = str(meta["codec"])  # what decoded these frames: a lossy one sets "auto"'s noise floor
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all():
         return xr.DataArray(np.ascontiguousarray(rgb[..., 0]), dims=FRAME_DIMS, attrs=attrs)
     return xr.DataArray(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)), dims=VIDEO_DIMS, attrs=attrs)

@@ -30,7 +30,7 @@ from .._provenance import provenance
 from .._validate import check_gamma, check_positive_int, check_positive_number, check_unit_interval
 from ._common import check_choice, check_flag, prepare_run, progress_bar
 from .data_step import DEFAULT_FINAL_CG_ITERS, DEFAULT_SMOOTH_T, SOLVERS, DataStep
-from .noise_level import AUTO, check_noise_std, resolve_noise_std
+from .noise_level import AUTO, check_noise_std, noise_floor, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
 
@@ -142,8 +142,9 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     smooth_t : float >= 0
         The temporal term of every data step weighted by ``noise_std``,
         (I + w_t (A^T A + D_t^T diag(lam_i) D_t)) x = x0 + w_t A^T y, D_t the frame-to-frame
-        difference and lam_i = lam / sqrt(1 + (g_i / eps)^2) guided by the measurement's own
-        changes g_i (:func:`~svimg.sampling.data_step.temporal_weights`), lam = smooth_t /
+        difference and lam_i = lam / sqrt(1 + (g_i / eps)^2) (eps = EDGE_NOISE_RATIO sigma_y) reweighted by
+        the step's estimate's own changes g_i = |x0[i + 1] - x0[i]|
+        (:func:`~svimg.sampling.data_step.temporal_weights`), lam = smooth_t /
         (2 sin(pi / s))^2 for a temporal support of s frames (:func:`~svimg.sampling.data_step.smooth_lambda`):
         it removes what a per-frame image prior cannot see (flicker, the null space of a
         "valid" temporal PSF) and leaves motion alone.  0 turns it off; noise-free and
@@ -197,7 +198,8 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     run = prepare_run(y, op, prior, nfe=nfe, noise=noise, seed=seed, generator=generator, x_T=x_T,
                       batch_size=batch_size, device=device, progress=progress, callback=callback,
                       weighted=gamma is not None or noise_std is not None, channel_axis=channel_axis)
-    sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y, blind_along_t=any(op.margins))
+    sigma_y, estimated = resolve_noise_std(noise_std, run.problem.y, blind_along_t=any(op.margins),
+                                           floor=noise_floor(run.problem.vol.attrs))
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
                        solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t,

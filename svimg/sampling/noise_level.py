@@ -34,6 +34,13 @@ two robust estimates see it:
 Signal left in either only inflates it, so the estimate is the smaller of the
 two.  (The temporal one keeps small frames, e.g. after 4x pooling, and masked
 frames, whose zeros' edges dominate the wavelet estimate, usable.)
+
+A lossy video codec (h264 and the like) removes the fine-scale noise both estimates
+read and leaves its own error, blocky and larger: an mp4 of a clip recorded with
+sigma 0.01 estimates at 0 to 0.005 while its decoded frames are 0.014 to 0.022 off the
+exact measurement.  A video decoded from such a file (``attrs["codec"]``, set by
+:func:`svimg.io.load`) therefore gets at least :data:`LOSSY_NOISE_FLOOR`
+(:func:`noise_floor`).
 """
 
 from __future__ import annotations
@@ -45,10 +52,13 @@ import numpy as np
 import torch
 
 __all__ = ["AUTO", "QUANTIZATION_STD", "PRIOR_SPREAD", "check_noise_std", "estimate_noise_std", "resolve_noise_std",
-           "tweedie_error_var", "map_weight"]
+           "tweedie_error_var", "map_weight", "LOSSY_NOISE_FLOOR", "LOSSLESS_CODECS", "noise_floor"]
 
 AUTO = "auto"
 QUANTIZATION_STD = 1 / (255 * 12**0.5)  # the rounding error of 8-bit data, uniform over one level: 0.00113
+LOSSY_NOISE_FLOOR = 0.005  # "auto"'s least sigma_y for a lossy-coded video; development clips, benchmarks/README.md
+LOSSLESS_CODECS = frozenset({"rawvideo", "ffv1", "ffvhuff", "huffyuv", "utvideo", "magicyuv", "png", "qtrle",
+                             "apng", "gif"})
 PRIOR_SPREAD = 1.15e-3  # v above: benchmarks/results/noise_weight_tuning.json (carphone[100:116])
 
 
@@ -92,15 +102,24 @@ def estimate_noise_std(y: torch.Tensor) -> float:
     return min(spatial, temporal)
 
 
-def resolve_noise_std(noise_std, y: torch.Tensor, blind_along_t: bool = False) -> tuple[float | None, bool]:
+def noise_floor(attrs: dict) -> float:
+    """The least sigma_y "auto" gives a measurement with these attrs: :data:`LOSSY_NOISE_FLOOR` for frames
+    decoded from a lossy codec (``attrs["codec"]`` not in :data:`LOSSLESS_CODECS`), else 0."""
+    codec = attrs.get("codec") if attrs else None
+    return LOSSY_NOISE_FLOOR if codec and str(codec).lower() not in LOSSLESS_CODECS else 0.0
+
+
+def resolve_noise_std(noise_std, y: torch.Tensor, blind_along_t: bool = False,
+                      floor: float = 0.0) -> tuple[float | None, bool]:
     """(sigma_y or None, estimated?) for a checked ``noise_std``; 0 counts as noise-free (None).
 
-    An estimate at or below :data:`QUANTIZATION_STD` (8-bit rounding alone) counts as noise-free,
-    unless the operator is ``blind_along_t`` (a "valid" temporal PSF, whose null space along time
-    only the noisy data step's temporal term fills): then the rounding is the noise, QUANTIZATION_STD.
+    "auto" estimates sigma_y and raises it to ``floor`` (:func:`noise_floor`).  An estimate at or below
+    :data:`QUANTIZATION_STD` (8-bit rounding alone) counts as noise-free, unless the operator is
+    ``blind_along_t`` (a "valid" temporal PSF, whose null space along time only the noisy data step's
+    temporal term fills): then the rounding is the noise, QUANTIZATION_STD.
     """
     if noise_std == AUTO:
-        sigma = estimate_noise_std(y)
+        sigma = max(estimate_noise_std(y), floor)
         if not sigma > QUANTIZATION_STD:  # NaN too: a blank measurement has no noise to estimate
             return (QUANTIZATION_STD if blind_along_t else None), True
         return sigma, True

@@ -81,7 +81,7 @@ from ..ops.temporal import TemporalPSF, _boundary_index
 from .. import _dispatch
 from .data_step import DEFAULT_FINAL_CG_ITERS, FINAL_RTOL
 from .global_step import global_data_step
-from .noise_level import AUTO, check_noise_std, resolve_noise_std
+from .noise_level import AUTO, check_noise_std, noise_floor, resolve_noise_std
 from ..solvers.eigenbasis import eigenbasis_solve
 from ..io._meta import WINDOWED_RUN_ATTR as PROGRESS_KEY  # attrs of the image array of an output store
 
@@ -491,7 +491,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     for a, w in zip(starts, weights):
         total[a:a + span] += w
     dtype = np.float64 if first.dtype == torch.float64 else np.float32
-    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window), any(op.margins))
+    sample_kwargs["noise_std"] = _window_noise_std(sample_kwargs, lambda: read(0, window), any(op.margins),
+                                                   noise_floor(vol.attrs))
 
     store = None
     if out is not None:
@@ -568,16 +569,17 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     return vol.wrap(torch.from_numpy(result), attrs)
 
 
-def _window_noise_std(sample_kwargs: dict, read_first_window, blind_along_t: bool = False):
+def _window_noise_std(sample_kwargs: dict, read_first_window, blind_along_t: bool = False, floor: float = 0.0):
     """The noise level every window uses: ``noise_std`` as given, else :func:`svimg.sample`'s default; "auto" is
-    estimated once from ``read_first_window()`` (None: noise-free)."""
+    estimated once from ``read_first_window()`` and raised to ``floor`` (None: noise-free)."""
     from . import sample
 
     default = inspect.signature(sample).parameters["noise_std"].default
     gamma = sample_kwargs.get("gamma")
     noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
     noise_std = check_noise_std(noise_std, gamma)
-    return resolve_noise_std(noise_std, read_first_window(), blind_along_t)[0] if noise_std == AUTO else noise_std
+    return resolve_noise_std(noise_std, read_first_window(), blind_along_t, floor)[0] if noise_std == AUTO \
+        else noise_std
 
 
 def _exact_in_memory(op, read_all_y, x64: np.ndarray) -> bool:
