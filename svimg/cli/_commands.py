@@ -82,8 +82,8 @@ def _solve(method: str, y, op, args, progress: bool):
         from .. import sample
 
         return sample(y, op, prior=args.prior, nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma,
-                      noise_std=args.noise_std, noise=args.noise_mode, seed=args.seed, batch_size=args.batch_size,
-                      device=args.device, progress=progress)
+                      noise_std=args.noise_std, smooth_t=args.smooth_t, noise=args.noise_mode, seed=args.seed,
+                      batch_size=args.batch_size, device=args.device, progress=progress)
     from .. import baselines
 
     if method == "cg":
@@ -143,7 +143,8 @@ def restore(args, status: Status) -> int:
             args.input, args.output, args.op, method=args.method, scheduler=args.scheduler, workers=args.workers,
             window=args.window, frames=args.frames, overwrite=args.overwrite, quiet=args.quiet, prior=args.prior,
             nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma, noise_std=args.noise_std,
-            noise=args.noise_mode, seed=args.seed, batch_size=args.batch_size, device=args.device)
+            smooth_t=args.smooth_t, noise=args.noise_mode, seed=args.seed, batch_size=args.batch_size,
+            device=args.device)
     (args.input,) = args.input
     if not args.dry_run:
         _check_target(args.output, args.overwrite)

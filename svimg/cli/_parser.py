@@ -163,6 +163,7 @@ def _noise_sigma(text: str) -> float:
 def _add_sampler(p, noise_std_help="", seed_help=""):
     from ..priors.base import MIRRORS, flips_value
     from ..priors.loaders import BUNDLED_FLIPS
+    from ..sampling.data_step import DEFAULT_SMOOTH_T
     from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE, sample
 
     p.add_argument("--nfe", type=_positive_int, default=DEFAULT_NFE, help="prior evaluations (diffusion steps)")
@@ -177,6 +178,8 @@ def _add_sampler(p, noise_std_help="", seed_help=""):
                         "with a weight from the schedule (not with --gamma)"
                         + (noise_std_help or " (when omitted: the noise `svimg degrade` recorded in IN, else "
                            f"{inspect.signature(sample).parameters['noise_std'].default})"))
+    p.add_argument("--smooth-t", type=_nonneg_float, default=DEFAULT_SMOOTH_T, metavar="S",
+                   help="weight of the temporal term of every noisy data step (svimg.sample's smooth_t; 0: off)")
     p.add_argument("--noise-mode", choices=("batch", "initial", "independent"), default="batch",
                    help="which noise draws are shared by all frames (batch = the method)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler" + seed_help)
