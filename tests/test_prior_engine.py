@@ -44,6 +44,17 @@ def test_the_fastest_engine_is_chosen_by_measurement_with_its_reason(prior, monk
     assert reasons and "was fastest" in reasons[-1] and "onnxruntime" in reasons[-1] and "torch" in reasons[-1]
 
 
+def test_the_engine_is_timed_once_per_frame_size_on_one_frame(prior, monkeypatch):
+    monkeypatch.delenv("SVIMG_PRIOR_ENGINE", raising=False)
+    before = {k for k in _timing.choices() if k[0] == "prior"}
+    with torch.no_grad():
+        for batch in (3, 2):  # two batches of 20 x 16 frames: one choice, measured on a single frame
+            x, t = _inputs(batch, 20, 16)
+            torch.testing.assert_close(prior.eps(x, t), prior.net(x, t)[:, :3], rtol=1e-4, atol=1e-5)
+    new = [k for k in _timing.choices() if k[0] == "prior" and k not in before]
+    assert len(new) == 1 and new[0][3] == 1  # the key's leading axis: one frame
+
+
 def test_autograd_and_forced_torch_run_the_network_itself(prior, monkeypatch):
     monkeypatch.setenv("SVIMG_PRIOR_ENGINE", "onnxruntime")
     x, t = _inputs(1)

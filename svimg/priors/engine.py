@@ -10,7 +10,7 @@
 
 Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
 (and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
-the first call of each problem class (size class, batch, thread count) and keeps the faster, logging
+one frame of the first call of each frame size and thread count and keeps the faster for every batch, logging
 why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  Anything
 else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
 that class with one ``RuntimeWarning`` and torch runs instead (:meth:`NetworkEngine.dropped`).
@@ -91,9 +91,12 @@ class NetworkEngine:
         try:
             if forced == "onnxruntime":
                 return self._run_onnx(x, t)
-            runners = {"torch": lambda: self.net(x, t), "onnxruntime": lambda: self._run_onnx(x, t)}
-            choice = _timing.fastest("prior", x, self.sha256.encode(), runners)
-            return runners[choice]()
+            # timed on one frame: the choice holds for every batch of this frame size (a cost per frame),
+            # and costs a few frames' calls instead of eight calls of the whole batch
+            one, t_one = x[:1], t[:1]
+            timers = {"torch": lambda: self.net(one, t_one), "onnxruntime": lambda: self._run_onnx(one, t_one)}
+            choice = _timing.fastest("prior", one, self.sha256.encode(), timers)
+            return self.net(x, t) if choice == "torch" else self._run_onnx(x, t)
         except Exception as err:  # noqa: BLE001 - any engine failure falls back to the torch network
             if forced:
                 raise
