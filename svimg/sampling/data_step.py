@@ -124,9 +124,11 @@ def temporal_weights(x: torch.Tensor, sigma_y: float, lam: float) -> torch.Tenso
     measurement, whose frames an exposure spreads over ``support`` frames.
     Returns a (T - 1, 1, H, W) tensor.
     """
-    g = torch.diff(x, dim=0).abs().mean(dim=1, keepdim=True)
-    eps = EDGE_NOISE_RATIO * sigma_y
-    return lam / torch.sqrt(1 + (g / eps) ** 2)
+    g = torch.zeros((x.shape[0] - 1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    for c in range(x.shape[1]):  # channel by channel: no temporary of the whole video
+        g += (x[1:, c:c + 1] - x[:-1, c:c + 1]).abs_()
+    eps = EDGE_NOISE_RATIO * sigma_y * x.shape[1]  # g holds the sum over channels
+    return (g.div_(eps).square_().add_(1).sqrt_()).reciprocal_().mul_(lam)
 
 
 class DataStep:
