@@ -61,6 +61,7 @@ from ._validate import check_positive_int
 from .ops.base import Identity, LinearOperator
 from .ops.temporal import BOUNDARIES, DEFAULT_BOUNDARY, TemporalPSF
 from .sampling import sample as _dds_sample
+from .sampling.noise_level import QUANTIZATION_STD
 
 __all__ = [
     "sample",
@@ -75,7 +76,7 @@ __all__ = [
 ]
 
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0)
-QUANTISATION_VAR = 1.0 / (12 * 255.0**2)  # variance of 8-bit rounding, the least noise a video can have
+QUANTISATION_VAR = QUANTIZATION_STD**2  # variance of 8-bit rounding, the least noise a video can have
 SUM_WEIGHT = 1e6  # weight of the sum-to-one row in refine_psf, relative to the mean diagonal of the normal matrix
 _NOISE_STD = inspect.signature(_dds_sample).parameters["noise_std"].default  # svimg.sample's default, followed here
 

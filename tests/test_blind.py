@@ -13,6 +13,7 @@ from svimg import blind
 from svimg.metrics import psnr
 from svimg.ops import Downsample, GaussianBlur, RandomMask, TemporalPSF
 from svimg.priors import GaussianPrior
+from svimg.sampling.noise_level import QUANTIZATION_STD
 
 WIDTHS = range(7, 14)
 
@@ -21,9 +22,6 @@ WIDTHS = range(7, 14)
 def carphone():
     """16 frames of the carphone clip at 16 x 16 (never used for training)."""
     return svimg.data.clip("carphone", frames=16, size=16).values
-
-
-QUANTISATION_STD = 1 / (255 * 12**0.5)  # the noise of an 8-bit measurement: noise-free fitting would amplify it
 
 
 def _blur(x, psf, spatial=None):
@@ -71,7 +69,7 @@ def test_blind_deblurring_widths_7_to_13(carphone):
     (mean +0.07).  Asserted: stage 2 never more than 0.05 dB below stage 1 and
     better on average.
     """
-    initial, final, accepted, gains = _two_stages(carphone, GaussianPrior(), nfe=10, noise_std=QUANTISATION_STD)
+    initial, final, accepted, gains = _two_stages(carphone, GaussianPrior(), nfe=10, noise_std=QUANTIZATION_STD)
     truth = np.array(WIDTHS)
     assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
     assert any(accepted) and not all(accepted)
@@ -87,7 +85,7 @@ def test_blind_deblurring_with_the_bundled_prior():
     0.74 dB at width 9.
     """
     x = svimg.data.clip("carphone", frames=16, size=32).values
-    initial, final, accepted, gains = _two_stages(x, svimg.priors.bundled(), nfe=20, noise_std=QUANTISATION_STD)
+    initial, final, accepted, gains = _two_stages(x, svimg.priors.bundled(), nfe=20, noise_std=QUANTIZATION_STD)
     truth = np.array(WIDTHS)
     assert np.all(np.abs(initial - truth) <= 1) and np.all(np.abs(final - truth) <= 1)
     assert gains.min() > -0.05 and gains.mean() >= 0

@@ -575,9 +575,7 @@ def _window_noise_std(sample_kwargs: dict, read_first_window, blind_along_t: boo
     from . import sample
 
     default = inspect.signature(sample).parameters["noise_std"].default
-    gamma = sample_kwargs.get("gamma")
-    noise_std = sample_kwargs.get("noise_std", None if gamma is not None else default)
-    noise_std = check_noise_std(noise_std, gamma)
+    noise_std = check_noise_std(sample_kwargs.get("noise_std", default), sample_kwargs.get("gamma"))  # "auto" yields to gamma
     return resolve_noise_std(noise_std, read_first_window(), blind_along_t, floor)[0] if noise_std == AUTO \
         else noise_std
 
