@@ -38,14 +38,15 @@ def test_degrade_restore_evaluate(tmp_path):
     truth = io.save(cells(frames=4, size=16, seed=0, photons=None, read_noise=0.0), tmp_path / "truth.zarr")
     svimg("-q", "degrade", truth, tmp_path / "y.tif", "--op", "temporal:uniform:3", "--op", "spatial:sr:2",
           "--noise", "0.01")
-    svimg("-q", "restore", tmp_path / "y.tif", tmp_path / "x.zarr", "--nfe", "2", "--seed", "3", "--smooth-t", "0.5")
+    svimg("-q", "restore", tmp_path / "y.tif", tmp_path / "x.zarr", "--nfe", "2", "--seed", "3", "--smooth-t", "0.5",
+          "--cg-rtol", "0.01")
     x = io.load(tmp_path / "x.zarr")
     assert x.dims == ("t", "y", "x") and x.shape == (2, 16, 16)  # 4 frames hold 2 complete exposures of 3
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     params = json.loads(x.attrs["svimg_parameters"])
     assert params["noise_std"] == 0.01 and params["noise_std_estimated"] is False  # the level degrade recorded
     assert params["nfe"] == 2 and params["seed"] == 3 and params["prior_flips"] == BUNDLED_FLIPS  # the bundled prior's default
-    assert params["smooth_t"] == 0.5
+    assert params["smooth_t"] == 0.5 and params["cg_rtol"] == 0.01
     assert "sha256" in json.dumps(x.attrs).lower()  # the prior's weights are identified
     assert x.attrs["svimg_op_spec"] == "temporal:uniform:3, spatial:sr:2"
     centre = io.save(io.load(truth).isel(t=slice(1, 3)), tmp_path / "centre.zarr")  # each exposure's centre frame

@@ -121,6 +121,33 @@ def test_the_data_step_reweights_the_temporal_term_from_its_own_estimate(monkeyp
     assert float(seen[-1][2, 0, 0, 0]) < 0.1 * step.lam  # the estimate's edge, not y's, is spared
 
 
+def test_map_steps_solve_to_the_relative_tolerance_and_the_others_keep_their_count():
+    import importlib
+
+    from svimg.priors.schedule import linear_betas
+    from svimg.sampling.schedule import DDSSchedule
+
+    data_step = importlib.import_module("svimg.sampling.data_step")
+    schedule, op = DDSSchedule(4, linear_betas()), TemporalPSF(13)  # a long "valid" exposure: ill-conditioned
+    y, x0, t = op.forward(rand(24, 1, 2, 3)), rand(24, 1, 2, 3, seed=1), schedule.timesteps[1]
+    step = data_step.DataStep(op, y, schedule, n_iter=5, sigma_y=0.01, smooth=0.2, rtol=1e-10)
+    weights = data_step.temporal_weights(x0, 0.01, step.lam)
+    H, b = normal_system(op, y, x0, step.weight(t), smooth=weights)
+    dense = torch.stack([H(e.reshape(x0.shape)).flatten() for e in torch.eye(x0.numel(), dtype=torch.float64)], 1)
+    exact = torch.linalg.solve(dense, b.flatten()).reshape(x0.shape)
+
+    torch.testing.assert_close(step(x0, t), exact, rtol=0, atol=1e-5)  # solved (to CG's ||r|| < 1e-5), past cg_iters
+    loose = data_step.DataStep(op, y, schedule, n_iter=5, sigma_y=0.01, smooth=0.2, rtol=1e-3)(x0, t)
+    r = b.flatten() - dense @ loose.flatten()
+    assert float(r.norm()) <= 1e-3 * float((b - H(x0)).norm())
+    fixed = data_step.DataStep(op, y, schedule, n_iter=5, sigma_y=0.01, smooth=0.2, rtol=None)(x0, t)
+    torch.testing.assert_close(fixed, conjugate_gradient(H, b, x0, 5)[0])  # exactly cg_iters iterations
+    assert float((fixed - exact).abs().max()) > 1e-3  # five were far from the solution
+    paper = data_step.DataStep(op, y, schedule, n_iter=5, gamma=2.0, rtol=1e-10)(x0, t)  # no noise model: the count
+    H2, b2 = normal_system(op, y, x0, 2.0)
+    torch.testing.assert_close(paper, conjugate_gradient(H2, b2, x0, 5)[0])
+
+
 def test_recorded_blur_example_runs_and_reports_what_it_measured(capsys):
     import importlib.util
     from pathlib import Path

@@ -76,14 +76,19 @@ def _load_prior(args):
         args.prior = load(args.prior, flips=args.prior_flips)
 
 
+def _sampler_kwargs(args) -> dict:
+    """svimg.sample's keywords from the sampler's options (:func:`svimg.cli._parser._add_sampler`)."""
+    return dict(prior=args.prior, nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, cg_rtol=args.cg_rtol,
+                gamma=args.gamma, noise_std=args.noise_std, smooth_t=args.smooth_t, noise=args.noise_mode,
+                seed=args.seed, batch_size=args.batch_size, device=args.device)
+
+
 def _solve(method: str, y, op, args, progress: bool):
     """Run one restoration method on the measurement ``y``."""
     if method == "dds":
         from .. import sample
 
-        return sample(y, op, prior=args.prior, nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma,
-                      noise_std=args.noise_std, smooth_t=args.smooth_t, noise=args.noise_mode, seed=args.seed,
-                      batch_size=args.batch_size, device=args.device, progress=progress)
+        return sample(y, op, progress=progress, **_sampler_kwargs(args))
     from .. import baselines
 
     if method == "cg":
@@ -141,10 +146,8 @@ def restore(args, status: Status) -> int:
     if args.window is not None or distributed.is_batch(args.input):
         return distributed.restore_command(
             args.input, args.output, args.op, method=args.method, scheduler=args.scheduler, workers=args.workers,
-            window=args.window, frames=args.frames, overwrite=args.overwrite, quiet=args.quiet, prior=args.prior,
-            nfe=args.nfe, eta=args.eta, cg_iters=args.cg_iters, gamma=args.gamma, noise_std=args.noise_std,
-            smooth_t=args.smooth_t, noise=args.noise_mode, seed=args.seed, batch_size=args.batch_size,
-            device=args.device)
+            window=args.window, frames=args.frames, overwrite=args.overwrite, quiet=args.quiet,
+            **_sampler_kwargs(args))
     (args.input,) = args.input
     if not args.dry_run:
         _check_target(args.output, args.overwrite)
@@ -294,6 +297,7 @@ def demo(args, status: Status) -> int:
     summary = {"clip": args.clip, "frames": count, "start": start, "size": args.size,
                "crop": dict(zip(("top", "left", "side"), (v // scale for v in box))),
                "op": ", ".join(specs), "noise": args.noise, "nfe": args.nfe, "eta": args.eta, "cg_iters": args.cg_iters,
+               "cg_rtol": args.cg_rtol,
                "gamma": args.gamma, "noise_std": args.noise_std, "noise_mode": args.noise_mode, "prior": spec,
                "prior_flips": flips, "seed": args.seed,
                "seconds": timings,

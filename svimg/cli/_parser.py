@@ -163,12 +163,15 @@ def _noise_sigma(text: str) -> float:
 def _add_sampler(p, noise_std_help="", seed_help=""):
     from ..priors.base import MIRRORS, flips_value
     from ..priors.loaders import BUNDLED_FLIPS
-    from ..sampling.data_step import DEFAULT_SMOOTH_T
+    from ..sampling.data_step import DEFAULT_CG_RTOL, DEFAULT_SMOOTH_T
     from ..sampling.dds import DEFAULT_CG_ITERS, DEFAULT_ETA, DEFAULT_NFE, sample
 
     p.add_argument("--nfe", type=_positive_int, default=DEFAULT_NFE, help="prior evaluations (diffusion steps)")
     p.add_argument("--eta", type=_nonneg_float, default=DEFAULT_ETA, help="share of fresh noise when re-noising, in [0, 1]")
     p.add_argument("--cg-iters", type=int, default=DEFAULT_CG_ITERS, metavar="N", help="CG iterations per diffusion step")
+    p.add_argument("--cg-rtol", type=_nonneg_float, default=DEFAULT_CG_RTOL, metavar="R",
+                   help="the noisy (MAP) data steps iterate instead until the residual falls by R "
+                        "(svimg.sample's cg_rtol; 0: --cg-iters there too)")
     p.add_argument("--gamma", type=_gamma, default=None, metavar="G",
                    help="data weight of the regularised step (I + G A^T A) x = x0 + G A^T y, for noisy data; "
                         "none solves A^T A x = A^T y (default: none)")

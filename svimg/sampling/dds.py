@@ -29,7 +29,7 @@ import torch
 from .._provenance import provenance
 from .._validate import check_gamma, check_positive_int, check_positive_number, check_unit_interval
 from ._common import check_choice, check_flag, prepare_run, progress_bar
-from .data_step import DEFAULT_FINAL_CG_ITERS, DEFAULT_SMOOTH_T, SOLVERS, DataStep
+from .data_step import DEFAULT_CG_RTOL, DEFAULT_FINAL_CG_ITERS, DEFAULT_SMOOTH_T, SOLVERS, DataStep
 from .noise_level import AUTO, check_noise_std, noise_floor, resolve_noise_std
 from .noise import NoiseSource
 from .schedule import DDSSchedule
@@ -98,7 +98,7 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
 
 
 def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ETA, cg_iters: int = DEFAULT_CG_ITERS,
-           gamma: float | None = None, noise_std=AUTO, smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
+           cg_rtol: float | None = DEFAULT_CG_RTOL, gamma: float | None = None, noise_std=AUTO, smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
            solver: str = "cg", final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, keep_margins: bool = False,
            seed: int | None = None, generator: torch.Generator | None = None, x_T=None,
            batch_size: int | None = None, device=None, progress: bool = True, callback=None,
@@ -124,6 +124,10 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
         Share of fresh noise when re-noising, in [0, 1].
     cg_iters : int
         Data-step iterations per step (0 gives the prior's unconditional sample).
+    cg_rtol : float in [0, 1] or None
+        The steps weighted by ``noise_std`` (MAP problems) iterate instead until
+        ||r|| <= cg_rtol ||r_0||, at most :data:`~svimg.sampling.data_step.MAP_MAX_ITERS`
+        (:class:`~svimg.sampling.data_step.DataStep`); None or 0 runs ``cg_iters`` there too.
     gamma : float or None
         The paper's fixed weight for noisy data: (I + gamma A^T A) x = x0 + gamma A^T y.
         Not together with ``noise_std``.
@@ -189,6 +193,7 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     """
     eta = check_unit_interval(eta, "eta")
     cg_iters = check_positive_int(cg_iters, "cg_iters", minimum=0)
+    cg_rtol = None if cg_rtol is None else check_unit_interval(cg_rtol, "cg_rtol")
     gamma = check_gamma(gamma)
     noise_std = check_noise_std(noise_std, gamma)
     check_choice(solver, "solver", SOLVERS)
@@ -203,14 +208,14 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
                        solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t,
-                       spread=getattr(run.prior, "spread", None))  # a closed-form prior knows its variance
+                       spread=getattr(run.prior, "spread", None), rtol=cg_rtol)  # a closed-form prior knows its variance
 
     with torch.no_grad():
         x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,
                     noise=run.noise, progress=progress, callback=callback)
     if not keep_margins:
         x = run.problem.aligned(x)
-    attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, gamma=gamma, noise_std=sigma_y,
+    attrs = provenance("sample", op, eta=eta, cg_iters=cg_iters, cg_rtol=cg_rtol, gamma=gamma, noise_std=sigma_y,
                        noise_std_estimated=estimated, smooth_t=smooth_t, margins=list(op.margins),
                        margins_kept=keep_margins, solver=solver, final_cg_iters=final_cg_iters,
                        final_relative_residual=data_fn.final_residual, final_step=data_fn.final_method,

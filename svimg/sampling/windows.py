@@ -450,7 +450,7 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
     keep_margins : bool
         Return every restored frame, ``op.margins`` past either end of y included (as :func:`svimg.sample`).
     **sample_kwargs
-        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, noise_std, smooth_t, noise, solver,
+        Passed to :func:`svimg.sample` (nfe, eta, cg_iters, cg_rtol, gamma, noise_std, smooth_t, noise, solver,
         x_T of shape (1, C, H, W), batch_size, device, callback).  ``noise_std`` defaults to
         :func:`svimg.sample`'s; "auto" is estimated once, from the first window's measured frames,
         and that level is used by every window.
@@ -516,8 +516,8 @@ def sample_windowed(y, op: LinearOperator, prior=None, *, window: int = DEFAULT_
         done, result = 0, np.zeros((Tx, C, H, W), dtype=dtype)
 
     prior = resolve_prior(prior, resolve_device(sample_kwargs.get("device")))
-    params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "gamma", "noise_std", "noise",
-                                                                  "solver", "smooth_t")}
+    params = {k: v for k, v in sample_kwargs.items() if k in ("nfe", "eta", "cg_iters", "cg_rtol", "gamma", "noise_std",
+                                                                  "noise", "solver", "smooth_t")}
     attrs = provenance("sample_windowed", op, window=window, overlap=overlap, seed=seed, windows=len(starts), **params)
 
     from tqdm.auto import tqdm

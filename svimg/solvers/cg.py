@@ -52,12 +52,10 @@ class _NormalSystem:
         self.op, self.gamma, self.smooth = op, gamma, smooth
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        n = self.op.normal(v)
-        if isinstance(self.smooth, torch.Tensor):
-            n.add_(temporal_laplacian(v, self.smooth))
-        elif self.smooth:
-            n.add_(temporal_laplacian(v), alpha=self.smooth)
-        return n if self.gamma is None else v + self.gamma * n
+        n = self.op.normal(v)  # a new tensor (operators never return their input), updated in place below
+        if isinstance(self.smooth, torch.Tensor) or self.smooth:
+            temporal_laplacian(v, self.smooth, out=n)
+        return n if self.gamma is None else n.mul_(self.gamma).add_(v)
 
     def time_matrix(self, T: int) -> np.ndarray | None:
         """H as a T x T float64 matrix along time when A is a (scaled) TemporalPSF, else None."""

@@ -19,12 +19,13 @@ def finite_difference(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Ten
     return tuple(torch.diff(x, dim=d) for d in dims)
 
 
-def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape) -> torch.Tensor:
-    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero)."""
-    out = None
+def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape,
+                              out: torch.Tensor | None = None) -> torch.Tensor:
+    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero).
+    With ``out`` (a tensor of ``shape``) the sum is added to it in place and ``out`` is returned."""
+    if out is None and v:
+        out = v[0].new_zeros(shape)
     for vd, d in zip(v, dims):
-        if out is None:
-            out = vd.new_zeros(shape)
         n = shape[d]
         if n > 1:
             out.narrow(d, 0, n - 1).sub_(vd)
@@ -32,11 +33,15 @@ def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...]
     return out
 
 
-def temporal_laplacian(x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """L x = D_t^T D_t x along dim 0 (module docstring), or D_t^T diag(weights) D_t x with ``weights``
-    broadcast over the (T - 1, C, H, W) differences."""
+def temporal_laplacian(x: torch.Tensor, weights: torch.Tensor | float | None = None,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """L x = D_t^T D_t x along dim 0 (module docstring), or D_t^T diag(weights) D_t x with ``weights`` a
+    number or a tensor broadcast over the (T - 1, C, H, W) differences.  With ``out`` the result is added
+    to it in place (out + L x; the differences are the only temporary)."""
     (d,) = finite_difference(x, (0,))
-    return finite_difference_adjoint((d if weights is None else d * weights,), (0,), x.shape)
+    if weights is not None:
+        d.mul_(weights)
+    return finite_difference_adjoint((d,), (0,), x.shape, out)
 
 
 def laplacian_matrix(T: int) -> np.ndarray:
