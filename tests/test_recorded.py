@@ -46,6 +46,22 @@ def test_temporal_laplacian_is_d_transpose_d():
     torch.testing.assert_close(temporal_laplacian(x), torch.einsum("ts,schw->tchw", L, x))
 
 
+@pytest.mark.parametrize("block", [1, 6, 7, 1 << 20])  # a frame (of 6 elements) per block, one, about one, all
+def test_weighted_temporal_laplacian_block_by_block_is_the_dense_product(monkeypatch, block):
+    import svimg.solvers.differences as differences
+
+    monkeypatch.setattr(differences, "BLOCK", block)
+    x, weights, start = rand(9, 1, 2, 3), rand(8, 1, 2, 3, seed=1), rand(9, 1, 2, 3, seed=2)
+    D = torch.as_tensor(np.diff(np.eye(9), axis=0))
+    dense = torch.einsum("kt,kchw,ks,schw->tchw", D, weights, D, x)  # D^T diag(weights) D x, pixel by pixel
+    torch.testing.assert_close(temporal_laplacian(x, weights), dense)
+    out = start.clone()
+    assert temporal_laplacian(x, weights, out=out) is out
+    torch.testing.assert_close(out, start + dense)
+    torch.testing.assert_close(temporal_laplacian(x, 0.5), 0.5 * torch.einsum("ts,schw->tchw",
+                                                                               torch.as_tensor(laplacian_matrix(9)), x))
+
+
 @pytest.mark.parametrize("per_pixel", [False, True])
 def test_smoothed_normal_system_is_the_explicit_matrix(per_pixel):
     """H = I + g (M^T M + lam L) along time, lam one number or one weight per pixel."""

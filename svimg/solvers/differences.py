@@ -13,19 +13,20 @@ import torch
 
 __all__ = ["finite_difference", "finite_difference_adjoint", "temporal_laplacian", "laplacian_matrix"]
 
+BLOCK = 1 << 20  # elements of temporal_laplacian's block of differences (4-8 MB)
+
 
 def finite_difference(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     """D x: the forward differences x[i+1] - x[i] along each dim in ``dims``."""
     return tuple(torch.diff(x, dim=d) for d in dims)
 
 
-def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape,
-                              out: torch.Tensor | None = None) -> torch.Tensor:
-    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero).
-    With ``out`` (a tensor of ``shape``) the sum is added to it in place and ``out`` is returned."""
-    if out is None and v:
-        out = v[0].new_zeros(shape)
+def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape) -> torch.Tensor:
+    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero)."""
+    out = None
     for vd, d in zip(v, dims):
+        if out is None:
+            out = vd.new_zeros(shape)
         n = shape[d]
         if n > 1:
             out.narrow(d, 0, n - 1).sub_(vd)
@@ -37,11 +38,21 @@ def temporal_laplacian(x: torch.Tensor, weights: torch.Tensor | float | None = N
                        out: torch.Tensor | None = None) -> torch.Tensor:
     """L x = D_t^T D_t x along dim 0 (module docstring), or D_t^T diag(weights) D_t x with ``weights`` a
     number or a tensor broadcast over the (T - 1, C, H, W) differences.  With ``out`` the result is added
-    to it in place (out + L x; the differences are the only temporary)."""
-    (d,) = finite_difference(x, (0,))
-    if weights is not None:
-        d.mul_(weights)
-    return finite_difference_adjoint((d,), (0,), x.shape, out)
+    to it in place (out + L x), a few frames at a time: the only temporary is one block of differences
+    (:data:`BLOCK` elements), which stays in the cache and in memory malloc already holds."""
+    if out is None:
+        out = torch.zeros_like(x)
+    T = x.shape[0]
+    per_pair = isinstance(weights, torch.Tensor) and weights.ndim == x.ndim and weights.shape[0] == T - 1
+    step = max(1, BLOCK * T // max(1, x.numel()))
+    for i in range(0, T - 1, step):
+        j = min(i + step, T - 1)
+        d = x[i + 1:j + 1] - x[i:j]  # (D_t x)_k for k in i..j-1
+        if weights is not None:
+            d.mul_(weights[i:j] if per_pair else weights)
+        out[i:j].sub_(d)  # (D_t^T d)_k = d_{k-1} - d_k
+        out[i + 1:j + 1].add_(d)
+    return out
 
 
 def laplacian_matrix(T: int) -> np.ndarray:
