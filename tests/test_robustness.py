@@ -223,6 +223,7 @@ def api_cases(folder: Path) -> list[tuple[str, object, type, list[str]]]:
          ["noise_std and gamma", "give one", "noise_std=0.02 and gamma=1.0"]),
         ("final_cg_iters < 0", lambda: _sample(_y(), final_cg_iters=-1), ValueError,
          ["final_cg_iters must be an integer >= 0, got -1"]),
+        ("cg_rtol > 1", lambda: _sample(_y(), cg_rtol=2.0), ValueError, ["cg_rtol must lie in [0, 1], got 2.0"]),
         ("PSF summing to zero", lambda: TemporalPSF(kernel=[1.0, 0.0, -1.0]), ValueError,
          ["kernel must have a positive sum to be normalised", "got sum 0"]),
         ("all-zero PSF", lambda: TemporalPSF(kernel=[0.0, 0.0]), ValueError, ["kernel must have a positive sum"]),
