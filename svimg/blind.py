@@ -271,7 +271,7 @@ def refine_psf(y, x, spatial_op=None, *, support: int | None = None, boundary: s
 
 def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = DEFAULT_BOUNDARY,
            noise_std=_NOISE_STD, support: int | None = None, seed: int | None = None,
-           return_info: bool = False, **sample_kwargs):
+           return_info: bool = False, channel_axis: int | None = None, **sample_kwargs):
     """Blind temporal deblurring (module docstring): estimate the PSF, restore, refine the PSF, restore again.
 
     Parameters
@@ -294,6 +294,9 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = D
         Also return a dict with ``stage1`` (the stage-1 video, y's type),
         ``initial_psf``, ``refined_psf``, ``accepted``, ``scores`` ([(psf, score)]
         of the candidates, best first) and ``seed``.
+    channel_axis : int or None
+        Where a 4-D array ``y`` keeps its channels (-1 for (T, H, W, C)), as in :func:`svimg.sample`;
+        the videos returned have them there too.
     **sample_kwargs
         Passed to :func:`svimg.sample` (nfe, eta, cg_iters, gamma, smooth_t, noise, keep_margins, ...).
         With the "valid" boundary the PSF is refined from stage 1's every restored frame.
@@ -314,7 +317,7 @@ def sample(y, spatial_op=None, prior=None, *, candidates=None, boundary: str = D
     spatial = _check_spatial(spatial_op)
     if support is not None:
         _check_support(support)
-    vol = to_volume(y, "y")
+    vol = to_volume(y, "y", channel_axis=channel_axis)
     sigma_y, estimated = resolve_noise_std(check_noise_std(noise_std, sample_kwargs.get("gamma")), vol.tensor,
                                            blind_along_t=boundary == "valid", floor=noise_floor(vol.attrs))
     scores = score_psfs(vol.tensor, candidates, boundary=boundary, noise_std=sigma_y)

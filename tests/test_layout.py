@@ -55,6 +55,19 @@ def test_channels_last_tensor_and_sample_answer_in_the_callers_layout(rgb_gif_fr
     np.testing.assert_allclose(np.moveaxis(reference, 1, -1), x, rtol=1e-5, atol=1e-6)
 
 
+def test_blind_sample_answers_in_the_callers_layout(rgb_gif_frames):
+    from svimg import blind
+
+    y = svimg.forward_op(rgb_gif_frames, TemporalPSF(3), channel_axis=-1)
+    kw = dict(prior=GaussianPrior(channels=3), candidates=[TemporalPSF(1), TemporalPSF(3)], nfe=2, seed=0,
+              progress=False)
+    x, psf = blind.sample(y, channel_axis=-1, **kw)
+    assert x.shape == y.shape
+    reference, reference_psf = blind.sample(np.ascontiguousarray(np.moveaxis(y, -1, 1)), **kw)
+    assert psf == reference_psf
+    np.testing.assert_allclose(np.moveaxis(reference, 1, -1), x, rtol=1e-5, atol=1e-6)
+
+
 def test_single_rgb_image_is_not_taken_for_a_video(tmp_path):
     path = tmp_path / "photo.png"
     iio.imwrite(path, (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))
