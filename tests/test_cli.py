@@ -54,6 +54,8 @@ def test_degrade_restore_evaluate(tmp_path):
     expected = metrics.evaluate(x, io.load(centre))
     for key in ("psnr", "ssim", "temporal_consistency"):
         assert result[key] == pytest.approx(expected[key])
+    uncut = svimg("evaluate", tmp_path / "x.zarr", truth, "--json")  # the 4 sharp frames: cut to the 2 centres
+    assert json.loads(uncut.stdout) == result and "frames 1:3" in uncut.stderr
 
 
 def test_bad_argument_is_one_line_without_traceback(tmp_path):

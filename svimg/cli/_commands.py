@@ -153,7 +153,7 @@ def restore(args, status: Status) -> int:
         _check_target(args.output, args.overwrite)
     status(f"reading {args.input}")
     y = io.load(args.input)  # lazy for zarr, TIFF and .npy: only the shape is read here
-    specs = args.op or [s for s in str(y.attrs.get(OP_SPEC_ATTR, "")).split(",") if s.strip()]
+    specs = args.op or _recorded_specs(y.attrs)
     if not specs:
         raise ValueError(f"{args.input} records no degradation operator; give it with --op SPEC")
     op = parse_ops(specs)
@@ -209,11 +209,41 @@ def per_frame_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _recorded_specs(attrs) -> list[str]:
+    """The operator specs a file records (what `svimg degrade` and `svimg restore` write), or []."""
+    return [s for s in str(attrs.get(OP_SPEC_ATTR, "")).split(",") if s.strip()]
+
+
+def truth_for(restored, truth, status: Status):
+    """The frames of ``truth`` that ``restored`` stands for.
+
+    A "valid" temporal PSF (the operator RESTORED records) makes each measured frame the mean of an
+    exposure, and the restoration holds one frame per measured frame: the sharp frame at its exposure's
+    centre.  A truth that is the uncut sharp video, ``lead + trail`` (``op.margins``) frames longer, is cut to
+    ``truth[lead:T - trail]``; otherwise it is compared as it is.
+    """
+    T, Tt, specs = restored.sizes["t"], truth.sizes["t"], _recorded_specs(restored.attrs)
+    if T == Tt or not specs:
+        return truth
+    lead, trail = parse_ops(specs).margins
+    if Tt != T + lead + trail:
+        return truth
+    status(f"TRUTH has {Tt} frames and RESTORED {T}: comparing TRUTH's frames {lead}:{Tt - trail}, the centres of "
+           f"the exposures of the operator RESTORED records")
+    return truth.isel(t=slice(lead, Tt - trail))
+
+
 def evaluate(args, status: Status) -> int:
     from .. import io, metrics
+    from ..io._read import frame_selection
 
-    restored = io.load(args.restored, frames=args.frames, size=args.size)
-    truth = io.load(args.truth, frames=args.frames, size=args.size)
+    restored = io.load(args.restored, size=args.size)
+    truth = truth_for(restored, io.load(args.truth, size=args.size), status)
+    selected, count = frame_selection(args.frames)
+    if count is not None and count > min(restored.sizes["t"], truth.sizes["t"]):
+        raise ValueError(f"--frames {count} asks for more frames than RESTORED ({restored.sizes['t']}) and TRUTH "
+                         f"({truth.sizes['t']}) hold")
+    restored, truth = restored.isel(t=selected), truth.isel(t=selected)
     result = metrics.evaluate(restored, truth, names=("RESTORED", "TRUTH"))
     if args.lpips:
         values = metrics.lpips(restored, truth, args.lpips, per_frame=True)
