@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from svimg.sampling import noise_level
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--grid", default="5.8e-4,1.15e-3,1.7e-3,2.9e-3")
+    p.add_argument("--grid", default="5.8e-4,1.15e-3,1.7e-3,2.3e-3,2.9e-3")
     p.add_argument("--clips", default=[("carphone", 100)], type=parse_clips,
                    help="NAME:START,... (16 frames each)")
     p.add_argument("--tasks", default="uniform 13, noise", help="noisy tasks of quality.py, ';'-separated")
