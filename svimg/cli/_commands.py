@@ -235,15 +235,11 @@ def truth_for(restored, truth, status: Status):
 
 def evaluate(args, status: Status) -> int:
     from .. import io, metrics
-    from ..io._read import frame_selection
+    from ..io._read import select_frames
 
-    restored = io.load(args.restored, size=args.size)
+    restored = io.load(args.restored, size=args.size)  # whole (lazily): --frames applies after the alignment
     truth = truth_for(restored, io.load(args.truth, size=args.size), status)
-    selected, count = frame_selection(args.frames)
-    if count is not None and count > min(restored.sizes["t"], truth.sizes["t"]):
-        raise ValueError(f"--frames {count} asks for more frames than RESTORED ({restored.sizes['t']}) and TRUTH "
-                         f"({truth.sizes['t']}) hold")
-    restored, truth = restored.isel(t=selected), truth.isel(t=selected)
+    restored, truth = (select_frames(v, args.frames, name) for v, name in ((restored, "RESTORED"), (truth, "TRUTH")))
     result = metrics.evaluate(restored, truth, names=("RESTORED", "TRUTH"))
     if args.lpips:
         values = metrics.lpips(restored, truth, args.lpips, per_frame=True)

@@ -26,7 +26,7 @@ from ._paths import file_format
 from ._physical import tiff_coords
 from ._resize import center_crop_resize
 
-__all__ = ["load", "as_dataarray", "frame_selection"]
+__all__ = ["load", "as_dataarray", "frame_selection", "select_frames"]
 
 # tifffile logs what it finds wrong in a damaged file; unless the application configures logging, stay quiet:
 # the reader raises its own error naming the file.
@@ -55,6 +55,18 @@ def frame_selection(frames) -> tuple[slice, int | None]:
     ):
         return slice(*frames), None
     raise TypeError(f"frames must be None, a frame count (int), a (start, stop) pair or a slice, got {frames!r}")
+
+
+def select_frames(da: xr.DataArray, frames, source: str, *, selected: bool = False) -> xr.DataArray:
+    """``da``'s ``frames`` (:func:`frame_selection`), or an error naming ``source`` when fewer than the count asked
+    for, or none, are there.  ``selected``: ``da`` already holds the selection (a video decoded frame by frame)."""
+    sel, count = frame_selection(frames)
+    da = da if selected else da.isel(t=sel)
+    if count is not None and da.sizes["t"] < count:
+        raise ValueError(f"frames={count} asks for more frames than {source} holds ({da.sizes['t']})")
+    if da.sizes["t"] == 0:
+        raise ValueError(f"frames={frames!r} selects no frames of {source}")
+    return da
 
 
 def load(path, frames=None, size: int | None = None) -> xr.DataArray:
@@ -89,18 +101,14 @@ def load(path, frames=None, size: int | None = None) -> xr.DataArray:
         a single image becomes one frame.
     """
     path = _existing(path)
-    sel, count = frame_selection(frames)
+    sel, _ = frame_selection(frames)
     fmt = file_format(path, reading=True)
     with reading(str(path), fmt):
         if fmt == "video":
             da = _read_video(path, sel)
         else:
             da = {"zarr": _read_zarr_path, "npy": _read_npy, "npz": _read_npz, "tiff": _read_tiff}[fmt](path)
-            da = da.isel(t=sel)
-    if count is not None and da.sizes["t"] < count:
-        raise ValueError(f"frames={count} asks for more frames than {str(path)!r} holds ({da.sizes['t']})")
-    if da.sizes["t"] == 0:
-        raise ValueError(f"frames={frames!r} selects no frames of {str(path)!r}")
+    da = select_frames(da, frames, repr(str(path)), selected=fmt == "video")
     da = _to_unit_float(da, str(path))
     _warn_if_unfinished(da, path)
     if size is not None:

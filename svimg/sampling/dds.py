@@ -98,7 +98,8 @@ def run_dds(x_T: Tensor, *, eps_fn, data_fn, schedule: DDSSchedule, eta: float, 
 
 
 def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ETA, cg_iters: int = DEFAULT_CG_ITERS,
-           cg_rtol: float | None = DEFAULT_CG_RTOL, gamma: float | None = None, noise_std=AUTO, smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
+           cg_rtol: float | None = DEFAULT_CG_RTOL, gamma: float | None = None, noise_std=AUTO,
+           smooth_t: float = DEFAULT_SMOOTH_T, noise: str = "batch",
            solver: str = "cg", final_cg_iters: int = DEFAULT_FINAL_CG_ITERS, keep_margins: bool = False,
            seed: int | None = None, generator: torch.Generator | None = None, x_T=None,
            batch_size: int | None = None, device=None, progress: bool = True, callback=None,
@@ -208,7 +209,8 @@ def sample(y, op, prior=None, *, nfe: int = DEFAULT_NFE, eta: float = DEFAULT_ET
     dtype = run.data_dtype
     data_fn = DataStep(op, run.problem.y, run.schedule, n_iter=cg_iters, gamma=gamma, sigma_y=sigma_y,
                        solver=solver, final_iters=final_cg_iters, dtype=dtype, smooth=smooth_t,
-                       spread=getattr(run.prior, "spread", None), rtol=cg_rtol)  # a closed-form prior knows its variance
+                       spread=getattr(run.prior, "spread", None),  # a closed-form prior knows its variance
+                       rtol=cg_rtol)
 
     with torch.no_grad():
         x = run_dds(run.take_x_T(), eps_fn=run.evaluator, data_fn=data_fn, schedule=run.schedule, eta=eta,

@@ -21,9 +21,10 @@ def finite_difference(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Ten
     return tuple(torch.diff(x, dim=d) for d in dims)
 
 
-def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape) -> torch.Tensor:
-    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero)."""
-    out = None
+def finite_difference_adjoint(v: tuple[torch.Tensor, ...], dims: tuple[int, ...], shape,
+                              out: torch.Tensor | None = None) -> torch.Tensor:
+    """D^T v = sum_d D_d^T v_d, with (D_d^T v)_i = v_{i-1} - v_i (terms outside 0..n-2 are zero).
+    With ``out`` (a tensor of ``shape``) the sum is added to it in place and ``out`` is returned."""
     for vd, d in zip(v, dims):
         if out is None:
             out = vd.new_zeros(shape)
@@ -50,8 +51,8 @@ def temporal_laplacian(x: torch.Tensor, weights: torch.Tensor | float | None = N
         d = x[i + 1:j + 1] - x[i:j]  # (D_t x)_k for k in i..j-1
         if weights is not None:
             d.mul_(weights[i:j] if per_pair else weights)
-        out[i:j].sub_(d)  # (D_t^T d)_k = d_{k-1} - d_k
-        out[i + 1:j + 1].add_(d)
+        reached = out[i:j + 1]  # the frames D_t^T d touches
+        finite_difference_adjoint((d,), (0,), reached.shape, reached)
     return out
 
 
