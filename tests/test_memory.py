@@ -104,6 +104,21 @@ def test_cli_dry_run_prints_only_the_forecast(tmp_path, capsys):
     assert not (tmp_path / "x.zarr").exists()
 
 
+def test_console_dry_run_skips_teardown_but_keeps_its_line_and_status(tmp_path):
+    """The console script leaves a dry run through os._exit: the line must still be flushed, the status kept."""
+    from svimg import io
+
+    io.save(xr_like(_video(T=10)), tmp_path / "y.zarr")
+    command = [sys.executable, "-m", "svimg.cli", "-q", "restore", str(tmp_path / "y.zarr"), str(tmp_path / "x.zarr"),
+               "--op", "temporal:uniform:3", "--nfe", "2", "--dry-run"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = done.stdout.splitlines()
+    assert done.returncode == 0 and len(out) == 1 and FORECAST.match(out[0]), (done.returncode, done.stdout, done.stderr)
+    assert not (tmp_path / "x.zarr").exists()
+    refused = subprocess.run(command[:-1] + ["--method", "cg", "--dry-run"], capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.startswith("svimg: error: --dry-run"), refused.stderr
+
+
 def test_cli_refuses_in_one_line_when_the_volumes_cannot_fit(tmp_path, capsys, monkeypatch):
     from svimg import io
     from svimg.cli import main

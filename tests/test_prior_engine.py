@@ -1,5 +1,7 @@
 """The prior's network engines: ONNX Runtime equals torch up to float rounding, caches its graph, falls back."""
 
+import json
+
 import pytest
 import torch
 
@@ -53,6 +55,36 @@ def test_the_engine_is_timed_once_per_frame_size_on_one_frame(prior, monkeypatch
             torch.testing.assert_close(prior.eps(x, t), prior.net(x, t)[:, :3], rtol=1e-4, atol=1e-5)
     new = [k for k in _timing.choices() if k[0] == "prior" and k not in before]
     assert len(new) == 1 and new[0][3] == 1  # the key's leading axis: one frame
+
+
+def test_the_choice_is_kept_for_later_processes_on_this_machine(prior, monkeypatch):
+    monkeypatch.delenv("SVIMG_PRIOR_ENGINE", raising=False)
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    x, t = _inputs(1, 12, 20)
+    with torch.no_grad():
+        prior.engine(x, t)
+    ((name, reason),) = json.loads(prior.engine.choices_path().read_text()).values()
+    assert name in engine.ENGINES and "was fastest" in reason
+    # a later process: nothing chosen in memory, the kept choice runs without being timed again
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    monkeypatch.setattr(_timing, "_median_seconds", lambda *args: pytest.fail("timed again"))
+    with torch.no_grad():
+        torch.testing.assert_close(prior.engine(x, t), prior.net(x, t), rtol=1e-4, atol=1e-5)
+    ((chosen, why),) = [choice for (task, *_), choice in _timing.choices().items() if task == "prior"]
+    assert chosen == name and why.startswith(reason) and "kept in" in why
+
+
+def test_an_unreadable_choices_file_means_timing_again(prior, monkeypatch):
+    monkeypatch.delenv("SVIMG_PRIOR_ENGINE", raising=False)
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    path = prior.engine.choices_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    x, t = _inputs(1, 12, 20)
+    with torch.no_grad():
+        prior.engine(x, t)
+    ((_, reason),) = json.loads(path.read_text()).values()  # measured now, and the file is whole again
+    assert "was fastest" in reason and "kept in" not in reason
 
 
 def test_autograd_and_forced_torch_run_the_network_itself(prior, monkeypatch):

@@ -1,7 +1,5 @@
 """``python -m svimg.cli`` runs the ``svimg`` command line."""
 
-import sys
+from . import console
 
-from . import main
-
-sys.exit(main())
+console()

@@ -144,15 +144,20 @@ class TemporalPSF(LinearOperator):
         return (output_shape[0] + sum(self.margins), *output_shape[1:])
 
     @functools.lru_cache(maxsize=32)
+    def _square_entries(self, T: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, columns, weights) of the T x T matrix of the boundary rule, repeated positions to be summed:
+        row t takes weight k[j] at the frame the rule maps t - j + support // 2 to ("valid": the zero rule)."""
+        k, c = self.kernel, self.kernel.size // 2
+        entries = [(t, s, w) for t in range(T) for j, w in enumerate(k)
+                   if (s := _boundary_index(t - j + c, T, self.boundary)) is not None]
+        rows, cols, weights = zip(*entries) if entries else ((), (), ())
+        return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp), np.array(weights, dtype=np.float64)
+
     def _square(self, T: int) -> np.ndarray:
         """The T x T matrix of the boundary rule ("valid": the zero boundary's, whose complete rows M keeps)."""
-        k, c = self.kernel, self.kernel.size // 2
+        rows, cols, weights = self._square_entries(T)
         M = np.zeros((T, T))
-        for t in range(T):
-            for j, w in enumerate(k):
-                s = _boundary_index(t - j + c, T, self.boundary)
-                if s is not None:
-                    M[t, s] += w
+        np.add.at(M, (rows, cols), weights)
         M.setflags(write=False)
         return M
 

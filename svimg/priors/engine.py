@@ -11,8 +11,10 @@
 Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
 (and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
 one frame of the first call of each frame size and thread count and keeps the faster for every batch, logging
-why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  Anything
-else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
+why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  The choice is kept
+beside the graphs, in :meth:`NetworkEngine.choices_path` (one file per CPU model and versions of torch
+and ONNX Runtime), so that later processes on this machine skip the timing (up to 4 s at 272 x 640; delete
+the file to measure again).  Anything else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
 that class with one ``RuntimeWarning`` and torch runs instead (:meth:`NetworkEngine.dropped`).
 ONNX Runtime uses torch's thread count (``torch.set_num_threads``; the machine's cores by default).
 """
@@ -20,8 +22,10 @@ ONNX Runtime uses torch's thread count (``torch.set_num_threads``; the machine's
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import os
+import platform
 import warnings
 from pathlib import Path
 
@@ -55,6 +59,20 @@ def _onnxruntime():
 def available_engines() -> list[str]:
     """The engines that import on this machine (torch always does)."""
     return ["torch"] + (["onnxruntime"] if _onnxruntime() is not None else [])
+
+
+@functools.lru_cache(maxsize=None)
+def _machine_id() -> str:
+    """A short digest of what the engines' speeds depend on besides the input: CPU model, torch, ONNX Runtime."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    ort = _onnxruntime()
+    described = f"{cpu}; torch {torch.__version__}; onnxruntime {getattr(ort, '__version__', None)}"
+    return hashlib.blake2b(described.encode(), digest_size=6).hexdigest()
 
 
 def _forced() -> str | None:
@@ -95,7 +113,7 @@ class NetworkEngine:
             # and costs a few frames' calls instead of eight calls of the whole batch
             one, t_one = x[:1], t[:1]
             timers = {"torch": lambda: self.net(one, t_one), "onnxruntime": lambda: self._run_onnx(one, t_one)}
-            choice = _timing.fastest("prior", one, self.sha256.encode(), timers)
+            choice = _timing.fastest("prior", one, self.sha256.encode(), timers, store=self.choices_path())
             return self.net(x, t) if choice == "torch" else self._run_onnx(x, t)
         except Exception as err:  # noqa: BLE001 - any engine failure falls back to the torch network
             if forced:
@@ -115,6 +133,10 @@ class NetworkEngine:
 
     def graph_path(self, size: tuple) -> Path:
         return cache_dir() / "onnx" / self.sha256 / f"{size[0]}x{size[1]}.onnx"
+
+    def choices_path(self) -> Path:
+        """Where this machine's engine choices for these weights are kept (module docstring)."""
+        return cache_dir() / "onnx" / self.sha256 / f"choices-{_machine_id()}.json"
 
     def _session(self, x: torch.Tensor, t: torch.Tensor):
         size, threads = tuple(x.shape[-2:]), torch.get_num_threads()

@@ -23,23 +23,17 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ..ops.temporal import TemporalPSF, _boundary_index
+from ..ops.temporal import TemporalPSF
 
 __all__ = ["psf_sparse", "global_data_step"]
 
 
 def psf_sparse(psf: TemporalPSF, T: int) -> scipy.sparse.csr_matrix:
     """``psf.matrix(T)`` for T input frames as a sparse (T_y, T) matrix: the rows ``psf._rows(T)`` of the boundary
-    rule's square matrix ``psf._square(T)`` (the same entries, built without a dense array)."""
+    rule's square matrix (``psf._square_entries(T)``, built without a dense array)."""
     psf.output_shape((T,))  # a clear error for fewer frames than one complete exposure
-    k, c = psf.kernel, psf.kernel.size // 2
-    rows, cols, vals = [], [], []
-    for t in range(T):
-        for j, w in enumerate(k):
-            s = _boundary_index(t - j + c, T, psf.boundary)
-            if s is not None:
-                rows.append(t), cols.append(s), vals.append(w)
-    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(T, T))[psf._rows(T)]
+    rows, cols, weights = psf._square_entries(T)
+    return scipy.sparse.csr_matrix((weights, (rows, cols)), shape=(T, T))[psf._rows(T)]
 
 
 def _rows_times(matrix: scipy.sparse.csr_matrix, s: int, e: int, read) -> torch.Tensor:

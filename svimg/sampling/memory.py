@@ -10,10 +10,11 @@ where the prior runs on :data:`PROBE_CROPS` random crops of h x w = min(H, :data
 min(W, :data:`PROBE_SIDE`) pixels, ``crop_bytes`` is the peak memory above the start of the first
 call per crop (:class:`~svimg.sampling.budget.measured`: CUDA's allocator, the resident size on
 the CPU; the first measurement in the process is kept, as freed memory that stays mapped hides later
-peaks) and ``crop_seconds`` its time per crop on a third call (the second warms the engine up: a
-first export of an ONNX graph, the engine's timed choice).  The scaling is exact for the network's arithmetic: convolutions
-and windowed attention cost the same per pixel at any size (the bundled prior: 227 kFLOP per pixel at
-64 x 64, 256 x 256, 272 x 640 and 2160 x 3840, torch's FlopCounterMode).  The run then takes
+peaks) and ``crop_seconds`` its time per crop on a second call (the first also warmed the engine up:
+a first export of an ONNX graph, the engine's timed choice, :mod:`svimg.priors.engine`).  The
+scaling is exact for the network's arithmetic: convolutions and windowed attention cost the same
+per pixel at any size (the bundled prior: 227 kFLOP per pixel at 64 x 64, 256 x 256, 272 x 640 and
+2160 x 3840, torch's FlopCounterMode).  The run then takes
 
     seconds = nfe * windows * span * s      (span: the frames of one pass or window)
 
@@ -52,11 +53,10 @@ def probe_prior(evaluator, frame_shape, t: int, dtype, device) -> PriorCost:
     key = (getattr(prior, "sha256", None) or id(prior), str(getattr(prior, "flips", 1)), tuple(x.shape), str(dtype),
            str(device))
     with torch.no_grad():
-        with measured(device) as m:  # the first call on the crops: peak memory (and the network's first run)
+        with measured(device) as m:  # the first call: peak memory; the engine exports, chooses and warms up here
             evaluator(x, t)
         # memory freed by an earlier call stays with the process and hides a later peak: keep the first
         crop_bytes = _CROP_BYTES.setdefault(key, m.extra_bytes / PROBE_CROPS)
-        evaluator(x, t)  # warm-up: the prior's engine exports or chooses here (svimg.priors.engine)
         start = time.perf_counter()
         evaluator(x, t)
         if torch.device(device).type == "cuda":
