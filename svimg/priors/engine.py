@@ -9,13 +9,15 @@
                  runs once per weights file and frame size.
 
 Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
-(and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and :func:`svimg._timing.fastest` times them on
-one frame of the first call of each frame size and thread count and keeps the faster for every batch, logging
-why on the ``svimg.dispatch`` logger (:func:`svimg._timing.choices` lists the reasons).  The choice is kept
-beside the graphs, in :meth:`NetworkEngine.choices_path` (one file per CPU model and versions of torch
-and ONNX Runtime), so that later processes on this machine skip the timing (up to 4 s at 272 x 640; delete
-the file to measure again).  Anything else runs torch.  An engine that is missing or fails (an export or session error) is dropped for
-that class with one ``RuntimeWarning`` and torch runs instead (:meth:`NetworkEngine.dropped`).
+(and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and
+:func:`svimg._timing.fastest` times them on one frame of the first call of each frame size and thread
+count and keeps the faster for every batch, logging why on the ``svimg.dispatch`` logger
+(:func:`svimg._timing.choices` lists the reasons).  The choice is kept beside the graphs, in
+:meth:`NetworkEngine.choices_path` (one file per CPU model and versions of torch and ONNX Runtime), so
+that later processes on this machine skip the timing (about 4 s at 272 x 640; delete the file to
+measure again).  Anything else runs torch.  An engine that is missing or fails (an export or session
+error) is dropped for that class with one ``RuntimeWarning`` and torch runs instead
+(:meth:`NetworkEngine.dropped`).
 ONNX Runtime uses torch's thread count (``torch.set_num_threads``; the machine's cores by default).
 """
 
