@@ -4,8 +4,8 @@
 
 The floor is the network's FLOPs per frame (torch's FlopCounterMode) over the float32 matmul rate
 measured in the same test at the same thread count (:func:`prior_engines.matmul_rate`); each
-benchmark's ``extra_info`` holds ``gflop``, ``matmul_gflops``, ``floor_seconds`` and
-``ratio_to_floor`` (the median over the floor).  The interleaved comparison of the engines, with
+benchmark's ``extra_info`` holds ``gflop``, ``matmul_gflops``, ``floor_seconds``, ``seconds_per_frame``
+and ``ratio_to_floor`` (the median per frame over the floor).  Each call holds one frame per thread.  The interleaved comparison of the engines, with
 torch.compile and 1 and 2 threads, is ``benchmarks/prior_engines.py``.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 import prior_engines
 
-ENGINES = ["torch", "onnxruntime"]
+ENGINES = ["torch", "onnxruntime", "onnxruntime-frames"]
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +29,18 @@ def bundled():
 @pytest.mark.parametrize("size", prior_engines.SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("engine", ENGINES)
 def test_network_seconds_per_frame_per_call(benchmark, bundled, engine, size):
-    from svimg.priors.engine import NetworkEngine, available_engines
-
-    if engine not in available_engines():
-        pytest.skip(f"{engine} is not installed")
     net, sha = bundled
-    run = net if engine == "torch" else NetworkEngine(net, sha)._run_onnx
-    x, t = torch.randn(1, 3, *size), torch.full((1,), 500, dtype=torch.long)
+    runners = prior_engines.engines(net, sha, with_compile=False)
+    if engine not in runners:
+        pytest.skip(f"{engine} is not installed, or needs two threads")
+    run, threads = runners[engine], torch.get_num_threads()
+    x, t = torch.randn(threads, 3, *size), torch.full((threads,), 500, dtype=torch.long)  # one frame per thread
     with torch.no_grad():
         run(x, t)  # export / warm-up
         benchmark.pedantic(run, args=(x, t), rounds=5, iterations=1)
     flops = prior_engines.network_flops(net, size)
     rate = prior_engines.matmul_rate()
     floor = flops / rate
-    median = statistics.median(benchmark.stats.stats.data)
+    median = statistics.median(benchmark.stats.stats.data) / threads  # per frame
     benchmark.extra_info.update(gflop=flops / 1e9, matmul_gflops=rate / 1e9, floor_seconds=floor,
-                                ratio_to_floor=median / floor, threads=torch.get_num_threads())
+                                seconds_per_frame=median, ratio_to_floor=median / floor, threads=threads)

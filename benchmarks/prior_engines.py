@@ -4,9 +4,11 @@
 
 For each thread count (``--threads``, default 1 and 2), network (the bundled prior, and a
 user-trained-size prior: ``svimg train-prior``'s USER_CONFIG, random weights) and frame
-size (64 x 64, 256 x 256, 272 x 640; one frame per call), every engine runs ``--rounds`` rounds, the
-engines interleaved inside each round so that the machine's load falls on all of them alike.
-Reported per row: the median seconds per frame per call, the network's FLOPs per frame (torch's
+size (64 x 64, 256 x 256, 272 x 640; one frame per thread per call, the least the sampler batches on
+the CPU), every engine runs ``--rounds`` rounds, the engines interleaved inside each round so that the
+machine's load falls on all of them alike.  Engines: eager torch, ``torch.compile``, ONNX Runtime, and on
+two threads or more ONNX Runtime with the frames side by side (``onnxruntime-frames``).
+Reported per row: the median seconds per frame per call (a call's seconds over its frames), the network's FLOPs per frame (torch's
 FlopCounterMode, 2 per multiply-add), the FLOP floor = FLOPs / the float32 matmul rate measured at the
 same thread count (a 1024^3 ``torch.mm``, interleaved with the rounds), and the ratio seconds / floor.
 ``/proc/loadavg`` is recorded before and after.
@@ -66,7 +68,8 @@ def networks() -> dict:
 
 
 def engines(net, sha256, with_compile: bool) -> dict:
-    """engine name -> callable(x, t); torch.compile only ``with_compile`` (its compile takes minutes here)."""
+    """engine name -> callable(x, t); torch.compile only ``with_compile`` (its compile takes minutes here),
+    ``onnxruntime-frames`` only on two threads or more (one frame per thread)."""
     from svimg.priors.engine import NetworkEngine, available_engines
 
     out = {"torch": net}
@@ -77,6 +80,8 @@ def engines(net, sha256, with_compile: bool) -> dict:
     if "onnxruntime" in available_engines():
         engine = NetworkEngine(net, sha256)
         out["onnxruntime"] = engine._run_onnx
+        if torch.get_num_threads() > 1:
+            out["onnxruntime-frames"] = engine._run_onnx_frames
     return out
 
 
@@ -89,7 +94,7 @@ def run(args) -> dict:
         for name, (net, sha) in nets.items():
             runners = engines(net, sha, threads in args.compile_threads and name in args.compile_networks)
             for size in SIZES if name in args.all_size_networks else SIZES[:2]:
-                x, t = torch.randn(1, 3, *size), torch.full((1,), 500, dtype=torch.long)
+                x, t = torch.randn(threads, 3, *size), torch.full((threads,), 500, dtype=torch.long)
                 flops = network_flops(net, size)
                 with torch.no_grad():
                     first = {e: _seconds(lambda e=e: runners[e](x, t)) for e in runners}  # export / compile
@@ -103,9 +108,9 @@ def run(args) -> dict:
                     errors = {e: float((runners[e](x, t) - ref).abs().max() / ref.abs().max()) for e in runners}
                 rate = statistics.median(rates)
                 for e in runners:
-                    sec = statistics.median(times[e])
+                    sec = statistics.median(times[e]) / threads
                     rows.append({"threads": threads, "network": name, "size": f"{size[0]}x{size[1]}", "engine": e,
-                                 "seconds": sec, "first_call_seconds": first[e], "gflop": flops / 1e9,
+                                 "seconds": sec, "first_call_seconds": first[e] / threads, "gflop": flops / 1e9,
                                  "matmul_gflops": rate / 1e9, "floor_seconds": flops / rate,
                                  "ratio_to_floor": sec / (flops / rate), "max_rel_error": errors[e]})
                     print(json.dumps(rows[-1]), flush=True)

@@ -46,15 +46,35 @@ def test_the_fastest_engine_is_chosen_by_measurement_with_its_reason(prior, monk
     assert reasons and "was fastest" in reasons[-1] and "onnxruntime" in reasons[-1] and "torch" in reasons[-1]
 
 
-def test_the_engine_is_timed_once_per_frame_size_on_one_frame(prior, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_engine_is_timed_once_per_frame_size_on_one_frame_per_thread(prior, monkeypatch, threads):
     monkeypatch.delenv("SVIMG_PRIOR_ENGINE", raising=False)
-    before = {k for k in _timing.choices() if k[0] == "prior"}
-    with torch.no_grad():
-        for batch in (3, 2):  # two batches of 20 x 16 frames: one choice, measured on a single frame
-            x, t = _inputs(batch, 20, 16)
-            torch.testing.assert_close(prior.eps(x, t), prior.net(x, t)[:, :3], rtol=1e-4, atol=1e-5)
-    new = [k for k in _timing.choices() if k[0] == "prior" and k not in before]
-    assert len(new) == 1 and new[0][3] == 1  # the key's leading axis: one frame
+    monkeypatch.setattr(_timing, "_CHOICES", {})
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for batch in (3, 2):  # two batches of 20 x 16 frames: one choice, measured on one frame per thread
+                x, t = _inputs(batch, 20, 16)
+                torch.testing.assert_close(prior.eps(x, t), prior.net(x, t)[:, :3], rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
+    ((key, (_, reason)),) = [(k, c) for k, c in _timing.choices().items() if k[0] == "prior"]
+    assert key[3] == threads  # the key's leading axis: the frames timed
+    assert ("onnxruntime-frames" in reason) == (threads > 1)  # side by side needs two frames
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_frames_side_by_side_equal_the_network(prior, monkeypatch, batch):
+    monkeypatch.setenv("SVIMG_PRIOR_ENGINE", "onnxruntime-frames")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, t = _inputs(batch, 16, 24)  # three frames in two parts of 2 and 1
+        with torch.no_grad():
+            torch.testing.assert_close(prior.engine(x, t), prior.net(x, t), rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_the_choice_is_kept_for_later_processes_on_this_machine(prior, monkeypatch):
@@ -120,7 +140,7 @@ def test_a_failing_engine_falls_back_to_torch_with_one_warning(prior, monkeypatc
 
 def test_bad_engine_names_the_variable(prior, monkeypatch):
     monkeypatch.setenv("SVIMG_PRIOR_ENGINE", "openvino")
-    with pytest.raises(ValueError, match=r"SVIMG_PRIOR_ENGINE must be one of \('torch', 'onnxruntime'\)"):
+    with pytest.raises(ValueError, match=r"SVIMG_PRIOR_ENGINE must be one of \('torch', 'onnxruntime', 'onnxruntime-frames'\)"):
         prior.eps(*_inputs(1))
 
 

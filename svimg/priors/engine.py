@@ -7,11 +7,17 @@
                  ONNX Runtime's CPU provider (``pip install svimg[onnx]``).  Graphs are cached on disk
                  under :func:`cache_dir` ``/onnx/<sha256 of the weights>/<H>x<W>.onnx``: the export
                  runs once per weights file and frame size.
+``onnxruntime-frames``  the same graph, the batch split into one part per thread, each part run by a
+                 single-threaded ONNX Runtime call, all at once (ONNX Runtime releases the GIL).  A
+                 network on large frames gains less from a second thread inside one call than from a
+                 second frame: at 272 x 640 on two threads 331 ms per frame against 390 (measured,
+                 benchmarks/README.md); at 64 x 64 it is the other way round (9.4 ms against 7.8).
 
-Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime`` forces one.  Otherwise a CPU call without autograd
-(and outside a torch dispatch mode) on weights with a known sha256 has both candidates, and
-:func:`svimg._timing.fastest` times them on one frame of the first call of each frame size and thread
-count and keeps the faster for every batch, logging why on the ``svimg.dispatch`` logger
+Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime|onnxruntime-frames`` forces one.  Otherwise a CPU call
+without autograd (and outside a torch dispatch mode) on weights with a known sha256 has the
+candidates, and :func:`svimg._timing.fastest` times them on as many frames of the first call of each
+frame size and thread count as there are threads (up to the batch; ``onnxruntime-frames`` needs two)
+and keeps the fastest for every batch, logging why on the ``svimg.dispatch`` logger
 (:func:`svimg._timing.choices` lists the reasons).  The choice is kept beside the graphs, in
 :meth:`NetworkEngine.choices_path` (one file per CPU model and versions of torch and ONNX Runtime), so
 that later processes on this machine skip the timing (about 4 s at 272 x 640; delete the file to
@@ -29,6 +35,7 @@ import importlib
 import os
 import platform
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -39,7 +46,7 @@ from .. import _timing
 
 __all__ = ["ENGINES", "NetworkEngine", "cache_dir", "available_engines"]
 
-ENGINES = ("torch", "onnxruntime")
+ENGINES = ("torch", "onnxruntime", "onnxruntime-frames")
 OPSET = 17
 
 
@@ -60,7 +67,7 @@ def _onnxruntime():
 
 def available_engines() -> list[str]:
     """The engines that import on this machine (torch always does)."""
-    return ["torch"] + (["onnxruntime"] if _onnxruntime() is not None else [])
+    return ["torch"] + (["onnxruntime", "onnxruntime-frames"] if _onnxruntime() is not None else [])
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,15 +115,18 @@ class NetworkEngine:
         size = tuple(x.shape[-2:])
         if size in self._dropped:
             return self.net(x, t)
+        runners = {"torch": self.net, "onnxruntime": self._run_onnx, "onnxruntime-frames": self._run_onnx_frames}
         try:
-            if forced == "onnxruntime":
-                return self._run_onnx(x, t)
-            # timed on one frame: the choice holds for every batch of this frame size (a cost per frame),
-            # and costs a few frames' calls instead of eight calls of the whole batch
-            one, t_one = x[:1], t[:1]
-            timers = {"torch": lambda: self.net(one, t_one), "onnxruntime": lambda: self._run_onnx(one, t_one)}
-            choice = _timing.fastest("prior", one, self.sha256.encode(), timers, store=self.choices_path())
-            return self.net(x, t) if choice == "torch" else self._run_onnx(x, t)
+            if forced is not None:
+                return runners[forced](x, t)
+            # timed on one frame per thread: the choice holds for every batch of this frame size (a cost per
+            # frame), and costs a few frames' calls instead of eight calls of the whole batch
+            k = min(torch.get_num_threads(), x.shape[0])
+            few, t_few = x[:k], t[:k]
+            timers = {name: functools.partial(run, few, t_few) for name, run in runners.items()
+                      if k > 1 or name != "onnxruntime-frames"}
+            choice = _timing.fastest("prior", few, self.sha256.encode(), timers, store=self.choices_path())
+            return runners[choice](x, t)
         except Exception as err:  # noqa: BLE001 - any engine failure falls back to the torch network
             if forced:
                 raise
@@ -140,8 +150,9 @@ class NetworkEngine:
         """Where this machine's engine choices for these weights are kept (module docstring)."""
         return cache_dir() / "onnx" / self.sha256 / f"choices-{_machine_id()}.json"
 
-    def _session(self, x: torch.Tensor, t: torch.Tensor):
-        size, threads = tuple(x.shape[-2:]), torch.get_num_threads()
+    def _session(self, x: torch.Tensor, t: torch.Tensor, threads: int | None = None):
+        """The ONNX Runtime session for x's frame size with ``threads`` threads (default torch's)."""
+        size, threads = tuple(x.shape[-2:]), threads or torch.get_num_threads()
         if (size, threads) not in self._sessions:
             path = self.graph_path(size)
             if not path.is_file():
@@ -164,7 +175,15 @@ class NetworkEngine:
                               opset_version=OPSET, dynamo=False)
         os.replace(tmp, path)
 
-    def _run_onnx(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        session = self._session(x, t)
+    def _run_onnx(self, x: torch.Tensor, t: torch.Tensor, session=None) -> torch.Tensor:
+        session = session or self._session(x, t)
         feed = {"x": x.detach().contiguous().numpy(), "t": t.detach().to(torch.int64).contiguous().numpy()}
         return torch.from_numpy(session.run(None, feed)[0])
+
+    def _run_onnx_frames(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``onnxruntime-frames``: one part of the batch per thread, each in a single-threaded call, at once."""
+        parts = min(torch.get_num_threads(), x.shape[0])
+        session = self._session(x, t, threads=1)
+        with ThreadPoolExecutor(parts) as pool:
+            outs = list(pool.map(self._run_onnx, x.tensor_split(parts), t.tensor_split(parts), [session] * parts))
+        return torch.cat(outs)

@@ -20,7 +20,8 @@ Peak memory of :func:`svimg.sample` on a (T, C, H, W) video, in bytes::
 ``batch_size=None`` (:class:`AutoBatch`) takes the largest batch with
 ``peak <= SAFETY * free`` and with at most :data:`CPU_PRIOR_BUDGET` bytes of prior activations on the CPU,
 where a bigger batch is no faster per frame (docs/long_videos.md) and would only
-take memory from everything else.  ``free`` is the smallest of MemAvailable
+take memory from everything else; but at least one frame per thread, which the prior's engine may run
+side by side (``onnxruntime-frames``, :mod:`svimg.priors.engine`).  ``free`` is the smallest of MemAvailable
 (/proc/meminfo), the address-space limit (RLIMIT_AS) less the process's
 address space, and the cgroup's memory.max less memory.current; on CUDA it
 is ``torch.cuda.mem_get_info``.
@@ -247,7 +248,7 @@ def choose_batch(frames: int, volume_bytes: int, volumes: int, cost: PriorCost, 
     if fit < 1:
         return 0
     if torch.device(device).type == "cpu":
-        fit = min(fit, max(1, CPU_PRIOR_BUDGET // cost.frame_bytes))
+        fit = min(fit, max(torch.get_num_threads(), CPU_PRIOR_BUDGET // cost.frame_bytes))
     return min(frames, fit)
 
 
