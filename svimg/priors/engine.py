@@ -10,8 +10,8 @@
 ``onnxruntime-frames``  the same graph, the batch split into one part per thread, each part run by a
                  single-threaded ONNX Runtime call, all at once (ONNX Runtime releases the GIL).  A
                  network on large frames gains less from a second thread inside one call than from a
-                 second frame: at 272 x 640 on two threads 331 ms per frame against 390 (measured,
-                 benchmarks/README.md); at 64 x 64 it is the other way round (9.4 ms against 7.8).
+                 second frame: at 272 x 640 on two threads 338 ms per frame against 380 (measured,
+                 benchmarks/README.md); at 64 x 64 nothing (15 ms either way).
 
 Choice: ``SVIMG_PRIOR_ENGINE=torch|onnxruntime|onnxruntime-frames`` forces one.  Otherwise a CPU call
 without autograd (and outside a torch dispatch mode) on weights with a known sha256 has the
@@ -20,7 +20,7 @@ frame size and thread count as there are threads (up to the batch; ``onnxruntime
 and keeps the fastest for every batch, logging why on the ``svimg.dispatch`` logger
 (:func:`svimg._timing.choices` lists the reasons).  The choice is kept beside the graphs, in
 :meth:`NetworkEngine.choices_path` (one file per CPU model and versions of torch and ONNX Runtime), so
-that later processes on this machine skip the timing (about 4 s at 272 x 640; delete the file to
+that later processes on this machine skip the timing (about 11 s at 272 x 640 on two threads; delete the file to
 measure again).  Anything else runs torch.  An engine that is missing or fails (an export or session
 error) is dropped for that class with one ``RuntimeWarning`` and torch runs instead
 (:meth:`NetworkEngine.dropped`).
