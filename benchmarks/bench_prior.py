@@ -5,8 +5,9 @@
 The floor is the network's FLOPs per frame (torch's FlopCounterMode) over the float32 matmul rate
 measured in the same test at the same thread count (:func:`prior_engines.matmul_rate`); each
 benchmark's ``extra_info`` holds ``gflop``, ``matmul_gflops``, ``floor_seconds``, ``seconds_per_frame``
-and ``ratio_to_floor`` (the median per frame over the floor).  Each call holds one frame per thread.  The interleaved comparison of the engines, with
-torch.compile and 1 and 2 threads, is ``benchmarks/prior_engines.py``.
+and ``ratio_to_floor`` (the median per frame over the floor).  Each call holds one frame per thread.
+The interleaved comparison of the engines, with torch.compile and 1 and 2 threads, is
+``benchmarks/prior_engines.py``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ size (64 x 64, 256 x 256, 272 x 640; one frame per thread per call, the least th
 the CPU), every engine runs ``--rounds`` rounds, the engines interleaved inside each round so that the
 machine's load falls on all of them alike.  Engines: eager torch, ``torch.compile``, ONNX Runtime, and on
 two threads or more ONNX Runtime with the frames side by side (``onnxruntime-frames``).
-Reported per row: the median seconds per frame per call (a call's seconds over its frames), the network's FLOPs per frame (torch's
-FlopCounterMode, 2 per multiply-add), the FLOP floor = FLOPs / the float32 matmul rate measured at the
+Reported per row: the median seconds per frame per call (a call's seconds over its frames), the
+network's FLOPs per frame (torch's FlopCounterMode, 2 per multiply-add), the FLOP floor = FLOPs / the float32 matmul rate measured at the
 same thread count (a 1024^3 ``torch.mm``, interleaved with the rounds), and the ratio seconds / floor.
 ``/proc/loadavg`` is recorded before and after.
 """

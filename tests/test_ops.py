@@ -499,3 +499,9 @@ def test_backends_agree_with_torch(backend, name, dtype, monkeypatch):
     tol = {torch.float32: 1e-6, torch.float64: 1e-13}[dtype]
     for ref, got in zip(results["torch"], results[backend]):
         torch.testing.assert_close(got, ref, rtol=tol, atol=tol)
+
+
+def test_the_temporal_matrix_is_built_once_per_frame_count():
+    """forward and adjoint read ``_square(T)`` on every call: it is cached, not rebuilt."""
+    psf = TemporalPSF(7)
+    assert psf._square(20) is psf._square(20)

@@ -143,7 +143,6 @@ class TemporalPSF(LinearOperator):
             raise ValueError(f"{self!r} needs at least one measured frame, got {output_shape[0]}")
         return (output_shape[0] + sum(self.margins), *output_shape[1:])
 
-    @functools.lru_cache(maxsize=32)
     def _square_entries(self, T: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, columns, weights) of the T x T matrix of the boundary rule, repeated positions to be summed:
         row t takes weight k[j] at the frame the rule maps t - j + support // 2 to ("valid": the zero rule)."""
@@ -153,6 +152,7 @@ class TemporalPSF(LinearOperator):
         rows, cols, weights = zip(*entries) if entries else ((), (), ())
         return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp), np.array(weights, dtype=np.float64)
 
+    @functools.lru_cache(maxsize=32)
     def _square(self, T: int) -> np.ndarray:
         """The T x T matrix of the boundary rule ("valid": the zero boundary's, whose complete rows M keeps)."""
         rows, cols, weights = self._square_entries(T)
